@@ -1,0 +1,51 @@
+# optuna-spark — one entry point for the runner, the lab, the playbooks and the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
+STAMP := $(VENV)/.installed
+# INVENTORY empty: the embedded default (Spark local[*], SQLite storage under work/).
+INVENTORY ?=
+TUNE_ARGS ?=
+
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv lock tune tune-xgboost test test-unit test-integration lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create/update .venv from the lock file
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+lock: ## re-resolve requirements/lock.txt from pyproject.toml
+	rm -rf work/lockenv && $(PYTHON) -m venv work/lockenv
+	work/lockenv/bin/pip install --quiet '.[xgboost,dev]'
+	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --exclude optuna-spark; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+
+tune: venv ## run the seed's plain study (local Spark + SQLite unless INVENTORY is set)
+	$(BIN)/optuna-spark tune --objective quadratic --study optuna-spark --n-trials 200 $(TUNE_ARGS)
+
+tune-xgboost: venv ## run the seed's XGBoost study on the wine data
+	$(BIN)/optuna-spark tune --objective xgboost-wine --study optuna-spark-xgboost --n-trials 100 $(TUNE_ARGS)
+
+test: venv ## every test: unit, integration (real spark-submit), lab, playbooks
+	$(BIN)/pytest -q
+
+test-unit: venv ## fast tests only
+	$(BIN)/pytest -q tests/unit
+
+clean: ## remove local state (venv, work/)
+	rm -rf $(VENV) work
+
+-include lab/lab.mk
+-include playbooks/ansible.mk
