@@ -30,7 +30,7 @@ $(STAMP): $(LOCK) pyproject.toml
 lock: ## re-resolve requirements/lock.txt from pyproject.toml
 	rm -rf work/lockenv && $(PYTHON) -m venv work/lockenv
 	work/lockenv/bin/pip install --quiet '.[xgboost,dev]'
-	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --exclude optuna-spark; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --exclude optuna-spark; echo setuptools==65.5.0; echo wheel==0.48.0; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 tune: venv ## run the seed's plain study (local Spark + SQLite unless INVENTORY is set)
 	$(BIN)/optuna-spark tune --objective quadratic --study optuna-spark --n-trials 200 $(TUNE_ARGS)
