@@ -1,2 +1,420 @@
-def main() -> int:  # replaced below
-    raise SystemExit("not yet")
+"""`optuna-spark`: tune a study on Spark, or read one back.
+
+    optuna-spark tune   --objective quadratic --study optuna-spark --n-trials 200
+    optuna-spark status [--study NAME]
+    optuna-spark best   --study NAME
+
+Exit status: 0 done; 1 the run or the storage failed; 2 bad usage. Errors are one line on
+stderr, never a traceback (OPTUNA_SPARK_DEBUG=1 shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from runner import __version__
+from runner.config import (DEFAULT_CONFIG_PATH, DIRECTIONS, PRUNERS, RUNTIME_MODES, SPLITS,
+                           ConfigError, Job, SparkSettings, StudySettings, load_config_file,
+                           parse_conf_pairs)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Failure(RuntimeError):
+    """The run failed for a reason outside the arguments: exit status 1."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2
+        sys.stderr.write(f"optuna-spark: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help=f"runner TOML file (default: $OPTUNA_SPARK_CONFIG or {DEFAULT_CONFIG_PATH} if present)")
+    p.add_argument("--storage", help="SQLAlchemy URL without password (default: sqlite under --work-dir)")
+    p.add_argument("--password-file", help="file (mode 0600) holding the storage password; "
+                                           "or set OPTUNA_SPARK_STORAGE_PASSWORD")
+    p.add_argument("--work-dir", help="local state: default storage, logs, job files (default: ./work)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="optuna-spark", description="Run Optuna studies on Apache Spark.")
+    parser.add_argument("--version", action="version", version=f"optuna-spark {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    tune = sub.add_parser("tune", help="submit a study to Spark and run it to its budget")
+    tune.add_argument("--objective", default="quadratic",
+                      help="quadratic, xgboost-wine, sleep, or module:function / file.py:function")
+    tune.add_argument("--study", default="optuna-spark", help="study name (default: optuna-spark)")
+    tune.add_argument("--direction", choices=DIRECTIONS, default="minimize")
+    tune.add_argument("--n-trials", type=_positive_int, help="study-wide budget of finished trials")
+    tune.add_argument("--timeout", type=_positive_float, help="stop starting trials after SECONDS")
+    tune.add_argument("--n-jobs", type=_positive_int, help="concurrent Spark tasks (default 2)")
+    tune.add_argument("--split", choices=SPLITS, default="shared",
+                      help="shared: tasks pull from one exact budget; static: the seed's fixed share")
+    tune.add_argument("--seed", type=int, help="TPE sampler seed (task i uses seed + i)")
+    tune.add_argument("--pruner", choices=PRUNERS, default="none")
+    tune.add_argument("--master", help="local[N], spark://HOST:7077, yarn, k8s://... (default local[*])")
+    tune.add_argument("--runtime", choices=RUNTIME_MODES,
+                      help="installed: python at the same path on every node; archive: ship --archive")
+    tune.add_argument("--python", help="executors' python (runtime installed; default: this one)")
+    tune.add_argument("--driver-python", help="driver's python (default: --python, or this one)")
+    tune.add_argument("--archive", help="packed runtime (optuna-env.tar.gz) for --runtime archive")
+    tune.add_argument("--spark-submit", help="spark-submit to call (default: $SPARK_HOME/bin or PATH)")
+    tune.add_argument("--executor-cores", type=_positive_int)
+    tune.add_argument("--executor-memory")
+    tune.add_argument("--driver-memory")
+    tune.add_argument("--task-cpus", type=_positive_int)
+    tune.add_argument("--gpu", action="store_true", default=None,
+                      help="one GPU per executor and per task; XGBoost runs on cuda:<task's GPU>")
+    tune.add_argument("--gpu-discovery-script")
+    tune.add_argument("--max-task-failures", type=_positive_int)
+    tune.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                      help="extra Spark setting, repeatable")
+    tune.add_argument("--heartbeat-interval", type=_positive_int, default=10)
+    tune.add_argument("--grace-period", type=_positive_int, default=30)
+    tune.add_argument("--max-retry", type=int, default=2, help="retries of a trial whose task died")
+    tune.add_argument("--verbose", action="store_true", help="copy Spark's log to stderr")
+    _storage_args(tune)
+
+    status = sub.add_parser("status", help="counts by state of one study, or list all studies")
+    status.add_argument("--study")
+    _storage_args(status)
+    best = sub.add_parser("best", help="the best trial of a study")
+    best.add_argument("--study", required=True)
+    _storage_args(best)
+    return parser
+
+
+# ---------------------------------------------------------------------------- configuration
+
+def _file_config(args: argparse.Namespace) -> dict[str, Any]:
+    path = args.config or os.environ.get("OPTUNA_SPARK_CONFIG")
+    if path:
+        return load_config_file(Path(path))
+    if DEFAULT_CONFIG_PATH.is_file():
+        return load_config_file(DEFAULT_CONFIG_PATH)
+    return {}
+
+
+def _pick(args: argparse.Namespace, cfg: dict[str, Any], name: str, default: Any = None) -> Any:
+    value = getattr(args, name, None)
+    if value is not None:
+        return value
+    return cfg.get(name, default)
+
+
+def _work_dir(args: argparse.Namespace, cfg: dict[str, Any]) -> Path:
+    return Path(_pick(args, cfg, "work_dir", "work")).expanduser().resolve()
+
+
+def resolve_storage(args: argparse.Namespace, cfg: dict[str, Any]) -> Any:
+    from runner.storage import StorageTarget, resolve_password, validate_url
+
+    url = _pick(args, cfg, "storage")
+    if url is None:
+        url = f"sqlite:///{_work_dir(args, cfg) / 'optuna.db'}"
+    validate_url(url)
+    password_file = _pick(args, cfg, "password_file")
+    return StorageTarget(url, resolve_password(password_file)), password_file
+
+
+def spark_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> SparkSettings:
+    confs = tuple((str(k), str(v)) for k, v in sorted(cfg.get("conf", {}).items()))
+    confs += parse_conf_pairs(args.conf)
+    return SparkSettings(
+        master=_pick(args, cfg, "master", "local[*]"),
+        spark_submit=_pick(args, cfg, "spark_submit", "spark-submit"),
+        executor_cores=_pick(args, cfg, "executor_cores"),
+        executor_memory=_pick(args, cfg, "executor_memory"),
+        driver_memory=_pick(args, cfg, "driver_memory"),
+        task_cpus=_pick(args, cfg, "task_cpus", 1),
+        gpu=bool(_pick(args, cfg, "gpu", False)),
+        gpu_discovery_script=_pick(args, cfg, "gpu_discovery_script"),
+        runtime=_pick(args, cfg, "runtime", "installed"),
+        python=_pick(args, cfg, "python"),
+        driver_python=_pick(args, cfg, "driver_python"),
+        archive=_pick(args, cfg, "archive"),
+        max_task_failures=_pick(args, cfg, "max_task_failures"),
+        confs=confs,
+        app_name=f"optuna-spark:{args.study}",
+    )
+
+
+# ---------------------------------------------------------------------------- storage reads
+
+def _open_existing(target: Any) -> Any | None:
+    """An RDBStorage if the database already holds Optuna's tables; None for an empty one.
+    Opening never creates anything, so a bad run leaves the database as it was."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from runner.storage import StorageError, check_connection, describe_db_error
+
+    check_connection(target)
+    kwargs = {k: v for k, v in target.engine_kwargs().items() if k not in ("pool_size", "max_overflow")}
+    engine = create_engine(target.connect_url(), **kwargs)
+    try:
+        has_tables = inspect(engine).has_table("studies")
+    except SQLAlchemyError as exc:
+        raise StorageError(describe_db_error(exc, target)) from None
+    finally:
+        engine.dispose()
+    if not has_tables:
+        return None
+    import optuna
+
+    return optuna.storages.RDBStorage(target.connect_url(), engine_kwargs=target.engine_kwargs(),
+                                      skip_table_creation=True)
+
+
+def _study_trials(storage: Any, name: str) -> tuple[int, Any, list[Any]]:
+    import optuna
+
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        raise Failure(f"no study named {name!r} in this storage") from None
+    direction = storage.get_study_directions(study_id)[0]
+    _ = optuna  # storage API only
+    return study_id, direction, storage.get_all_trials(study_id, deepcopy=False)
+
+
+def _study_budget(storage: Any, study_id: int) -> int | None:
+    value = storage.get_study_user_attrs(study_id).get("optuna_spark_budget")
+    return int(value) if value is not None else None
+
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from runner import objectives
+    from runner.report import format_progress, format_summary, to_json
+    from runner.storage import StorageError
+    from runner.submit import build_submit_command, find_java, find_spark_submit, run_streaming
+
+    cfg = _file_config(args)
+    spark = spark_settings(args, cfg)
+    spark.validate()
+    study = StudySettings(
+        name=args.study, storage="sqlite:///placeholder", direction=args.direction,
+        n_trials=args.n_trials, timeout=args.timeout,
+        n_jobs=_pick(args, cfg, "n_jobs", 2), split=args.split, sampler_seed=args.seed,
+        pruner=args.pruner, heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period, max_retry=args.max_retry,
+    )
+    if study.n_trials is None and study.timeout is None:
+        study = replace(study, n_trials=200 if args.objective == "quadratic" else 100)
+    study.validate()
+    objective = objectives.resolve(args.objective)
+    target, password_file = resolve_storage(args, cfg)
+    study = replace(study, storage=target.url)
+
+    submit = find_spark_submit(spark.spark_submit)
+    if submit is None:
+        raise Failure(f"spark-submit not found ({spark.spark_submit}): install pyspark or set SPARK_HOME")
+    if find_java() is None:
+        raise Failure("java not found: install a Java 17 runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME")
+    spark = replace(spark, spark_submit=submit)
+    if spark.archive and not Path(spark.archive).is_file():
+        raise ConfigError(f"archive {spark.archive} does not exist")
+
+    try:
+        storage = _open_existing(target)
+        if storage is not None:
+            try:
+                study_id = storage.get_study_id_from_name(study.name)
+            except KeyError:
+                study_id = None
+            if study_id is not None:
+                existing = storage.get_study_directions(study_id)[0].name.lower()
+                if existing != study.direction:
+                    raise ConfigError(f"study {study.name!r} exists with direction {existing}, "
+                                      f"not {study.direction}: pick another --study or --direction")
+            storage.remove_session()
+            storage.engine.dispose()
+    except StorageError as exc:
+        raise Failure(str(exc)) from None
+
+    work = _work_dir(args, cfg)
+    run_dir = work / "runs" / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job = Job(study=study, objective=objective, gpu=spark.gpu,
+              password_file=str(Path(password_file).resolve()) if password_file else None)
+    job_file = run_dir / "job.json"
+    job_file.write_text(job.to_json(), encoding="utf-8")
+    py_files = (objective.ship_file,) if objective.ship_file else ()
+    command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
+                                   py_files=py_files)
+    log_path = run_dir / "spark.log"
+    budget_text = f"{study.n_trials} trials" if study.n_trials else f"{study.timeout:g} s"
+    sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "
+                     f"budget {budget_text}, storage {target.url}\n"
+                     f"optuna-spark: Spark log: {log_path}\n")
+    events: dict[str, Any] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        events[kind] = event
+        if kind == "progress":
+            sys.stderr.write(format_progress(event) + "\n")
+        elif kind == "started":
+            sys.stderr.write(f"optuna-spark: Spark {event['spark_version']} application "
+                             f"{event['app_id']} started\n")
+        elif kind == "warning":
+            sys.stderr.write(f"optuna-spark: warning: {event['message']}\n")
+        sys.stderr.flush()
+
+    secrets = (target.password,) if target.password else ()
+    with log_path.open("w", encoding="utf-8") as log:
+        tee = _Tee(log, sys.stderr) if args.verbose else log
+        code = run_streaming(command, tee, on_event, secrets=secrets)
+
+    if "error" in events:
+        message = events["error"]["message"]
+        if code == EXIT_USAGE:
+            raise ConfigError(message)
+        raise Failure(message)
+    summary = events.get("summary")
+    if summary is None:
+        raise Failure(f"spark-submit exited with status {code} before the study ended: "
+                      f"{_last_error_line(log_path)} (log: {log_path})")
+    summary.pop("event", None)
+    print(to_json(summary) if args.output == "json" else format_summary(summary))
+    if summary["errors"]:
+        first = summary["errors"][0]
+        raise Failure(f"{len(summary['errors'])} Spark task(s) failed; first: {first['error']} (log: {log_path})")
+    if summary["finished"] and not summary["best"]:
+        raise Failure(f"every trial failed; first reason: {summary['failures'][0]['reason']}")
+    if code != 0:
+        raise Failure(f"spark-submit exited with status {code} (log: {log_path})")
+    return EXIT_OK
+
+
+class _Tee:
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> None:
+        for s in self.streams:
+            s.write(text)
+
+
+def _last_error_line(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if any(word in line for word in ("Error", "Exception", "error:")):
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "no output"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from runner.report import format_summary, summarize, to_json
+    from runner.storage import StorageError
+
+    cfg = _file_config(args)
+    target, _ = resolve_storage(args, cfg)
+    try:
+        storage = _open_existing(target)
+    except StorageError as exc:
+        raise Failure(str(exc)) from None
+    if args.study is None:
+        import optuna
+
+        names = [] if storage is None else [s.study_name for s in storage.get_all_studies()]
+        _ = optuna
+        if args.output == "json":
+            import json
+
+            print(json.dumps({"studies": names}))
+        else:
+            print("\n".join(names) if names else "no studies")
+        return EXIT_OK
+    if storage is None:
+        raise Failure(f"no study named {args.study!r} in this storage")
+    study_id, direction, trials = _study_trials(storage, args.study)
+    summary = summarize(args.study, trials, _study_budget(storage, study_id), direction)
+    print(to_json(summary) if args.output == "json" else format_summary(summary))
+    return EXIT_OK
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from runner.report import summarize, to_json
+    from runner.storage import StorageError
+
+    cfg = _file_config(args)
+    target, _ = resolve_storage(args, cfg)
+    try:
+        storage = _open_existing(target)
+    except StorageError as exc:
+        raise Failure(str(exc)) from None
+    if storage is None:
+        raise Failure(f"no study named {args.study!r} in this storage")
+    _, direction, trials = _study_trials(storage, args.study)
+    best = summarize(args.study, trials, None, direction)["best"]
+    if best is None:
+        raise Failure(f"study {args.study!r} has no completed trial")
+    if args.output == "json":
+        print(to_json(best))
+    else:
+        print(f"trial {best['number']}: value {best['value']:.6g}")
+        for key, value in sorted(best["params"].items()):
+            print(f"  {key} = {value}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        sys.stderr.write(f"optuna-spark: error: {exc}\n")
+        return EXIT_USAGE
+    except Failure as exc:
+        sys.stderr.write(f"optuna-spark: {exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("optuna-spark: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug: one line unless debugging
+        if os.environ.get("OPTUNA_SPARK_DEBUG"):
+            raise
+        sys.stderr.write(f"optuna-spark: internal error: {type(exc).__name__}: {exc} "
+                         "(set OPTUNA_SPARK_DEBUG=1 for a traceback)\n")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Objectives: the seed's two studies, a benchmark load, and the user's own `module:function`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner.config import ConfigError, ObjectiveSpec
+
+BUILTINS: dict[str, str] = {
+    "quadratic": "runner.objectives.quadratic:objective",
+    "xgboost-wine": "runner.objectives.xgboost_wine:objective",
+    "sleep": "runner.objectives.sleep:objective",
+}
+
+
+def resolve(spec: str, cwd: Path | None = None) -> ObjectiveSpec:
+    """Turn `--objective` into an ObjectiveSpec; user code is imported once here to check it."""
+    if spec in BUILTINS:
+        module, function = BUILTINS[spec].split(":")
+        return ObjectiveSpec(name=spec, module=module, function=function)
+    target, sep, function = spec.rpartition(":")
+    if not sep or not target or not function.isidentifier():
+        raise ConfigError(
+            f"unknown objective {spec!r}: use one of {', '.join(sorted(BUILTINS))} "
+            "or module:function / path/to/file.py:function"
+        )
+    base = cwd or Path.cwd()
+    if target.endswith(".py"):
+        path = (base / target).resolve()
+        if not path.is_file():
+            raise ConfigError(f"objective file {target} does not exist")
+        module = path.stem
+        if not module.isidentifier():
+            raise ConfigError(f"objective file name {path.name!r} is not a valid module name")
+        mod = _import_file(module, path)
+        ship: str | None = str(path)
+    else:
+        if str(base) not in sys.path:
+            sys.path.insert(0, str(base))
+        try:
+            mod = importlib.import_module(target)
+        except Exception as exc:  # user code: any error means "cannot use it"
+            raise ConfigError(f"cannot import objective module {target!r}: {type(exc).__name__}: {exc}") from None
+        module = target
+        origin = getattr(mod, "__file__", None)
+        # A module of the user's own tree is shipped; an installed one must exist on the nodes.
+        ship = origin if origin and Path(origin).name != "__init__.py" and _is_under(Path(origin), base) else None
+    fn = getattr(mod, function, None)
+    if not callable(fn):
+        raise ConfigError(f"objective {spec!r}: {module} has no callable {function!r}")
+    return ObjectiveSpec(name=spec, module=module, function=function, ship_file=ship)
+
+
+def _is_under(path: Path, base: Path) -> bool:
+    try:
+        path.resolve().relative_to(base.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _import_file(module: str, path: Path) -> Any:
+    loader_spec = importlib.util.spec_from_file_location(module, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ConfigError(f"cannot load objective file {path}")
+    mod = importlib.util.module_from_spec(loader_spec)
+    try:
+        loader_spec.loader.exec_module(mod)
+    except Exception as exc:
+        raise ConfigError(f"cannot import objective file {path.name}: {type(exc).__name__}: {exc}") from None
+    return mod
+
+
+def load(spec: ObjectiveSpec) -> Callable[..., Any]:
+    """Executor side: import the objective (a shipped file is on sys.path via --py-files)."""
+    mod = importlib.import_module(spec.module)
+    fn = getattr(mod, spec.function)
+    if not callable(fn):
+        raise TypeError(f"{spec.module}.{spec.function} is not callable")
+    return fn

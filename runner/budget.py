@@ -1,0 +1,115 @@
+"""An exact, study-wide trial budget shared by concurrent Spark tasks.
+
+Optuna's `MaxTrialsCallback` checks the count after the fact, so N concurrent tasks overshoot by
+up to N - 1. Here a task *claims* a slot before it asks for a trial, with one atomic
+`UPDATE ... SET claimed = claimed + 1 WHERE claimed < budget` in the study's own database; the
+update succeeds for at most `budget` claims in total, whatever the concurrency.
+
+Invariant: claims = trials that are RUNNING, WAITING, COMPLETE, PRUNED or FAIL, minus the FAIL
+trials that were retried. A trial that goes stale (its task died) gives its claim back when the
+retry callback enqueues its copy; the copy is run by whoever claims next (`ask()` takes WAITING
+trials first). `reconcile()` recomputes the count from the trials themselves, so a claim lost
+between the UPDATE and the trial's creation (a task killed in that instant) is recovered on the
+next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+TABLE = "optuna_spark_budget"
+
+
+def retried_numbers(trials: Iterable[Any]) -> set[int]:
+    """Numbers of the trials that went stale and were re-enqueued (Optuna's `retry_history`)."""
+    out: set[int] = set()
+    for t in trials:
+        out.update(t.system_attrs.get("retry_history", ()))
+    return out
+
+
+def counted_trials(trials: Iterable[Any]) -> int:
+    """How many claims the trials hold (see the module's invariant). Pure: unit-tested."""
+    from optuna.trial import TrialState
+
+    trials = list(trials)
+    retried = retried_numbers(trials)
+    count = 0
+    for t in trials:
+        if t.state == TrialState.FAIL and t.number in retried:
+            continue
+        count += 1
+    return count
+
+
+def finished_trials(trials: Iterable[Any]) -> int:
+    """Trials that spent budget and ended: COMPLETE, PRUNED and FAIL (not the retried ones)."""
+    from optuna.trial import TrialState
+
+    trials = list(trials)
+    retried = retried_numbers(trials)
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(1 for t in trials if t.state in done and not (t.state == TrialState.FAIL and t.number in retried))
+
+
+class Budget:
+    """The claim counter of one study, in a table beside Optuna's own."""
+
+    def __init__(self, connect_url: str, engine_kwargs: dict[str, Any], study_id: int) -> None:
+        from sqlalchemy import Column, Integer, MetaData, Table, create_engine
+
+        self._engine = create_engine(connect_url, **engine_kwargs)
+        self._meta = MetaData()
+        self._table = Table(
+            TABLE, self._meta,
+            Column("study_id", Integer, primary_key=True, autoincrement=False),
+            Column("claimed", Integer, nullable=False),
+        )
+        self.study_id = study_id
+
+    def create(self) -> None:
+        self._meta.create_all(self._engine, checkfirst=True)
+
+    def reconcile(self, claimed: int) -> None:
+        """Set the counter to what the trials say (driver side, before tasks start)."""
+        from sqlalchemy import insert, update
+
+        t = self._table
+        with self._engine.begin() as conn:
+            res = conn.execute(update(t).where(t.c.study_id == self.study_id).values(claimed=claimed))
+            if res.rowcount == 0:
+                conn.execute(insert(t).values(study_id=self.study_id, claimed=claimed))
+
+    def claim(self, limit: int) -> bool:
+        from sqlalchemy import update
+
+        t = self._table
+        with self._engine.begin() as conn:
+            res = conn.execute(
+                update(t)
+                .where(t.c.study_id == self.study_id, t.c.claimed < limit)
+                .values(claimed=t.c.claimed + 1)
+            )
+            return res.rowcount == 1
+
+    def release(self) -> None:
+        from sqlalchemy import update
+
+        t = self._table
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(t).where(t.c.study_id == self.study_id, t.c.claimed > 0)
+                .values(claimed=t.c.claimed - 1)
+            )
+
+    def claimed(self) -> int:
+        from sqlalchemy import select
+
+        t = self._table
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t.c.claimed).where(t.c.study_id == self.study_id)).first()
+            return int(row[0]) if row else 0
+
+    def dispose(self) -> None:
+        self._engine.dispose()

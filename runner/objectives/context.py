@@ -1,0 +1,44 @@
+"""What a Spark task knows about itself: its GPU, its CPUs, its host."""
+
+from __future__ import annotations
+
+import socket
+
+
+def task_gpu_address() -> str | None:
+    """The GPU address Spark gave this task (its `gpu` resource), or None outside such a task."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return None
+    ctx = TaskContext.get()
+    if ctx is None:
+        return None
+    gpu = ctx.resources().get("gpu")
+    if gpu is None or not gpu.addresses:
+        return None
+    return str(gpu.addresses[0])
+
+
+def device_for_task(require_gpu: bool) -> str:
+    """XGBoost's device string: `cuda:<id>` for a task with a GPU, `cpu` otherwise."""
+    address = task_gpu_address()
+    if address is not None:
+        return f"cuda:{address}"
+    if require_gpu:
+        raise RuntimeError("GPU mode is on but Spark gave this task no 'gpu' resource "
+                           "(set spark.task.resource.gpu.amount and a discovery script)")
+    return "cpu"
+
+
+def task_cpus(default: int = 1) -> int:
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return default
+    ctx = TaskContext.get()
+    return int(ctx.cpus()) if ctx is not None else default
+
+
+def hostname() -> str:
+    return socket.gethostname()

@@ -1,0 +1,182 @@
+"""The Spark application that `optuna-spark tune` submits (driver side).
+
+`spark-submit .../runner/spark_app.py JOB.json` runs this file as `__main__`. It creates or
+loads the study, reconciles the trial budget, then starts `n_jobs` Spark tasks through
+joblibspark, each a Spark job of one task that pulls trials from the shared study
+(runner.task). A thread reports progress as event lines on stdout, which the command line that
+started `spark-submit` reads; Spark's own logging goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+EVENT_PREFIX = "@optuna-spark "
+
+
+def emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(EVENT_PREFIX + json.dumps({"event": event, **fields}, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def spark_task(index: int, job_json: str, password: str | None, deadline: float | None) -> dict[str, Any]:
+    """Runs in an executor. Defined in __main__ so that cloudpickle ships it by value: an import
+    error of the runtime itself then comes back as this dict instead of joblibspark 0.6's
+    `'_ExceptionWithTraceback' object is not iterable`."""
+    import socket
+    import traceback
+
+    try:
+        from runner.task import run_task
+
+        return run_task(job_json, password, index, deadline)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the driver
+        message = f"{type(exc).__name__}: {exc}"
+        if password:
+            message = message.replace(password, "***")
+        tb = traceback.format_exc()
+        if password:
+            tb = tb.replace(password, "***")
+        return {"index": index, "host": socket.gethostname(), "trials": 0,
+                "error": message.strip().splitlines()[0][:2000] if message.strip() else type(exc).__name__,
+                "traceback": tb[-4000:], "seconds": None}
+
+
+class Monitor(threading.Thread):
+    """Polls the study and emits `progress` when something changed."""
+
+    def __init__(self, storage: Any, study_id: int, n_trials: int | None, interval: float) -> None:
+        super().__init__(name="optuna-spark-progress", daemon=True)
+        self.storage, self.study_id, self.n_trials, self.interval = storage, study_id, n_trials, interval
+        self.stop_event = threading.Event()
+        self.started = time.monotonic()
+
+    def snapshot(self) -> dict[str, Any]:
+        from runner.report import study_counts
+
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        return study_counts(trials, self.n_trials, self.storage.get_study_directions(self.study_id)[0])
+
+    def run(self) -> None:
+        last: dict[str, Any] | None = None
+        while not self.stop_event.wait(self.interval):
+            try:
+                snap = self.snapshot()
+            except Exception as exc:  # a storage hiccup must not end the run
+                emit("warning", message=f"progress: {type(exc).__name__}: {exc}".splitlines()[0])
+                continue
+            if snap != last:
+                emit("progress", elapsed=round(time.monotonic() - self.started, 1), **snap)
+                last = snap
+
+
+def main(argv: list[str]) -> int:
+    import warnings
+    from pathlib import Path
+
+    import optuna
+
+    from runner.budget import Budget, counted_trials
+    from runner.config import Job
+    from runner.storage import (StorageError, StorageTarget, describe_db_error, open_rdb_storage,
+                                resolve_password)
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    job = Job.from_json(Path(argv[0]).read_text(encoding="utf-8"))
+    settings = job.study
+    password = resolve_password(job.password_file)
+    target = StorageTarget(settings.storage, password)
+    started = time.monotonic()
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        if target.backend == "sqlite":
+            _sqlite_wal(target)
+        storage = open_rdb_storage(target, settings.heartbeat_interval, settings.grace_period)
+        study = optuna.create_study(
+            study_name=settings.name, storage=storage, direction=settings.direction,
+            load_if_exists=True,
+        )
+        if study.direction.name.lower() != settings.direction:
+            emit("error", message=f"study {settings.name!r} exists with direction "
+                                  f"{study.direction.name.lower()}, not {settings.direction}")
+            return 2
+        study_id = study._study_id
+        if settings.n_trials is not None and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
+            study.set_user_attr("optuna_spark_budget", settings.n_trials)
+        if settings.split == "shared" and settings.n_trials is not None:
+            budget = Budget(target.connect_url(), target.engine_kwargs(), study_id)
+            budget.create()
+            budget.reconcile(counted_trials(study.get_trials(deepcopy=False)))
+            budget.dispose()
+    except (SQLAlchemyError, StorageError) as exc:
+        emit("error", message=describe_db_error(exc, target))
+        return 1
+
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(f"optuna-spark:{settings.name}").getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    emit("started", study=settings.name, study_id=study_id, n_jobs=settings.n_jobs,
+         budget=settings.n_trials, timeout=settings.timeout, split=settings.split,
+         master=spark.sparkContext.master, app_id=spark.sparkContext.applicationId,
+         spark_version=spark.version)
+
+    monitor = Monitor(storage, study_id, settings.n_trials, job.progress_interval)
+    monitor.start()
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
+    job_json = job.to_json()
+    results: list[dict[str, Any]] = []
+    crash: str | None = None
+    try:
+        from joblib import Parallel, delayed, parallel_backend
+        from joblibspark import register_spark
+
+        register_spark()
+        with parallel_backend("spark", n_jobs=settings.n_jobs):
+            results = Parallel(n_jobs=settings.n_jobs)(
+                delayed(spark_task)(i, job_json, password, deadline) for i in range(settings.n_jobs)
+            )
+    except Exception as exc:  # a Spark job failed outright (e.g. a lost executor in local mode)
+        crash = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:2000]
+    finally:
+        monitor.stop_event.set()
+        monitor.join(timeout=5)
+
+    from runner.report import summarize
+
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    summary = summarize(settings.name, trials, settings.n_trials, settings.direction,
+                        wall=time.monotonic() - started, tasks=results)
+    errors = [r for r in results if r.get("error")]
+    if crash:
+        summary["errors"].append({"index": None, "host": None, "error": crash})
+    for r in errors:
+        summary["errors"].append({"index": r["index"], "host": r["host"], "error": r["error"]})
+        sys.stderr.write(f"task {r['index']} on {r['host']} failed:\n{r.get('traceback', '')}\n")
+    emit("summary", **summary)
+    spark.stop()
+    return 3 if summary["errors"] else 0
+
+
+def _sqlite_wal(target: Any) -> None:
+    """WAL lets the progress reader and the executors' writers work at once on one file."""
+    from sqlalchemy import create_engine, text
+
+    from runner.storage import ensure_sqlite_parent
+
+    ensure_sqlite_parent(target.url)
+    engine = create_engine(target.connect_url())
+    with engine.connect() as conn:
+        conn.execute(text("PRAGMA journal_mode=WAL"))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

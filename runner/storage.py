@@ -1,0 +1,200 @@
+"""Storage URLs and their password: parse, check, redact, connect.
+
+A storage URL on the command line, in a config file, a job file or a log never carries its
+password. The password comes from a file of mode 0600 or from OPTUNA_SPARK_STORAGE_PASSWORD and
+is joined to the URL only in memory, right before a connection is made.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.config import PASSWORD_ENV, ConfigError
+
+SUPPORTED_BACKENDS = ("sqlite", "mysql", "postgresql")
+
+
+class StorageError(RuntimeError):
+    """The storage cannot be used (unreachable, refused, wrong password): exit status 1."""
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    url: str  # without password: safe to print
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never show the password, even in a traceback
+        return f"StorageTarget(url={self.url!r}, password={'***' if self.password else None})"
+
+    @property
+    def backend(self) -> str:
+        return _make_url(self.url).get_backend_name()
+
+    def connect_url(self) -> str:
+        """The URL with its password, for SQLAlchemy. Never log the result."""
+        url = _make_url(self.url)
+        if url.get_backend_name() == "mysql" and url.get_driver_name() == "mysqldb":
+            url = url.set(drivername=_mysql_driver())
+        if self.password is not None:
+            url = url.set(password=self.password)
+        return url.render_as_string(hide_password=False)
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        backend = self.backend
+        if backend == "sqlite":
+            # Several executor processes share one file: wait for the lock instead of failing.
+            return {"connect_args": {"timeout": 60}}
+        if backend == "mysql":
+            return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2,
+                    "pool_recycle": 3600, "connect_args": {"connect_timeout": 10}}
+        return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
+
+
+def _make_url(text: str):  # type: ignore[no-untyped-def]
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(text)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"malformed storage URL {redact_url(text)!r}: expected e.g. "
+                          "sqlite:///work/optuna.db or mysql://optuna_user@HOST/optuna") from None
+
+
+def _mysql_driver() -> str:
+    """`mysql://` means mysqlclient (MySQLdb); fall back to PyMySQL where it is not installed."""
+    try:
+        import MySQLdb  # noqa: F401
+
+        return "mysql+mysqldb"
+    except ImportError:
+        return "mysql+pymysql"
+
+
+def redact_url(text: str) -> str:
+    """Hide a password written into a URL (`scheme://user:secret@host`)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest:
+        return text
+    creds, at, host = rest.rpartition("@")
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{creds}{at}{host}"
+
+
+def validate_url(text: str) -> str:
+    """Check a storage URL's shape and that it carries no password; returns it unchanged."""
+    url = _make_url(text)
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(f"unsupported storage backend {backend!r}: use sqlite, mysql or postgresql")
+    if url.password is not None:
+        raise ConfigError(
+            "the storage URL carries a password: remove it and put it in a file of mode 0600 "
+            f"(--password-file) or in ${PASSWORD_ENV}"
+        )
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ConfigError("an SQLite storage needs a file path: sqlite:///path/to/optuna.db")
+    elif not url.host or not url.database:
+        raise ConfigError(f"storage URL {text!r} needs a host and a database name")
+    return text
+
+
+def read_password_file(path: str | os.PathLike[str]) -> str:
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"password file {p} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"password file {p} is not readable") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise ConfigError(
+            f"password file {p} is open to other users (mode {stat.S_IMODE(st.st_mode):04o}): "
+            f"chmod 600 {p}"
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except PermissionError:
+        raise ConfigError(f"password file {p} is not readable") from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise ConfigError(f"password file {p} is empty")
+    return password
+
+
+def resolve_password(password_file: str | None, environ: dict[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    if password_file:
+        return read_password_file(password_file)
+    value = env.get(PASSWORD_ENV)
+    return value if value else None
+
+
+def ensure_sqlite_parent(url_text: str) -> None:
+    url = _make_url(url_text)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def describe_db_error(exc: BaseException, target: StorageTarget) -> str:
+    """One line for an SQLAlchemy/DBAPI error, without the password or the SQL."""
+    url = _make_url(target.url)
+    where = f"{url.host}:{url.port or 3306}" if url.host else (url.database or "?")
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    code = None
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        code = args[0]
+    if code == 1045 or "Access denied" in text or "password authentication failed" in text:
+        return f"storage refused user {url.username!r} at {where}: wrong password or user not allowed from this host"
+    if code in (2002, 2003, 2005, 2006, 2013) or "Can't connect" in text or "Connection refused" in text:
+        return f"storage unreachable at {where}: {text}"
+    if code == 1049 or "Unknown database" in text:
+        return f"storage at {where} has no database {url.database!r}"
+    if target.password:
+        text = text.replace(target.password, "***")
+    return f"storage error at {where}: {text}"
+
+
+def check_connection(target: StorageTarget) -> None:
+    """Open one connection and run `SELECT 1`; raise StorageError with one clear line."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if target.backend == "sqlite":
+        ensure_sqlite_parent(target.url)
+    kwargs = target.engine_kwargs()
+    kwargs.pop("pool_size", None)
+    kwargs.pop("max_overflow", None)
+    try:
+        engine = create_engine(target.connect_url(), **kwargs)
+    except ImportError as exc:
+        raise StorageError(f"no database driver for {target.backend}: {exc}") from None
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise StorageError(describe_db_error(exc, target)) from None
+    finally:
+        engine.dispose()
+
+
+def open_rdb_storage(target: StorageTarget, heartbeat_interval: int | None = None,
+                     grace_period: int | None = None, stale_callback: Any = None):  # type: ignore[no-untyped-def]
+    """An Optuna RDBStorage for the target (heartbeats on when an interval is given)."""
+    import optuna
+
+    return optuna.storages.RDBStorage(
+        target.connect_url(),
+        engine_kwargs=target.engine_kwargs(),
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        heartbeat_stale_trial_callback=stale_callback,
+    )
