@@ -36,6 +36,7 @@ LABEL = "optuna-spark.lab"            # value: the lab name; on containers and n
 LABEL_ROLE = "optuna-spark.lab.role"  # driver | worker
 LABEL_HOST = "optuna-spark.lab.host"  # driver, worker1, ...
 LABEL_IP = "optuna-spark.lab.ip"      # the fixed cluster address, for reconnects
+LABEL_MAC = "optuna-spark.lab.mac"    # the fixed MAC address, for reconnects
 LABEL_IMAGE = "optuna-spark.lab.image"  # on images: the recipe hash
 INVENTORY_MARKER = ".generated-by-lab"
 HOST_CA_SUBDIR = "/usr/local/share/ca-certificates/lab-host"
@@ -284,13 +285,23 @@ def address_of(subnet: ipaddress.IPv4Network, index: int) -> str:
     return str(addr)
 
 
+def mac_of(lab: Lab, host: str) -> str:
+    """A fixed, locally administered MAC per lab host: a reconnected host comes back with the
+    same MAC as well as the same address, so its peers' ARP caches stay right (with a new MAC
+    the driver kept the old one and could not reach a reconnected worker)."""
+    digest = hashlib.sha256(f"{lab.name}/{host}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02,) + tuple(digest[:5]))
+
+
 def create_container(lab: Lab, image: str, host: str, ip: str) -> None:
     name = lab.container(host)
+    mac = mac_of(lab, host)
     args = ["run", "-d", "--name", name, "--hostname", host,
             "--label", f"{LABEL}={lab.name}",
             "--label", f"{LABEL_ROLE}={'driver' if host == 'driver' else 'worker'}",
             "--label", f"{LABEL_HOST}={host}", "--label", f"{LABEL_IP}={ip}",
-            "--network", lab.network, "--ip", ip, "--network-alias", host,
+            "--label", f"{LABEL_MAC}={mac}",
+            "--network", lab.network, "--ip", ip, "--mac-address", mac, "--network-alias", host,
             "--systemd=always", "--stop-timeout", "20"]
     for ulimit in lab.s.get("LAB_ULIMITS", "").split():
         args += ["--ulimit", ulimit]
@@ -340,8 +351,9 @@ def network_attached(c: dict, network: str) -> bool:
 
 
 def connect(lab: Lab, host: str, c: dict) -> None:
-    ip = c["Config"]["Labels"][LABEL_IP]
-    podman(lab, "network", "connect", "--ip", ip, "--alias", host, lab.network, c["Name"])
+    labels = c["Config"]["Labels"]
+    podman(lab, "network", "connect", "--ip", labels[LABEL_IP], "--mac-address", labels[LABEL_MAC],
+           "--alias", host, lab.network, c["Name"])
 
 
 def up(lab: Lab) -> None:
@@ -359,8 +371,9 @@ def up(lab: Lab) -> None:
         for index, host in enumerate(wanted):
             ip = address_of(subnet, index)
             c = existing.get(host)
-            if c and c["Config"]["Labels"].get(LABEL_IP) != ip:
-                log(f"recreating {c['Name']}: its address is not {ip}")
+            if c and (c["Config"]["Labels"].get(LABEL_IP) != ip
+                      or c["Config"]["Labels"].get(LABEL_MAC) != mac_of(lab, host)):
+                log(f"recreating {c['Name']}: its address is not {ip} / {mac_of(lab, host)}")
                 podman(lab, "rm", "-f", c["Id"])
                 c = None
             if c and not c["State"]["Running"]:
@@ -552,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="verb", required=True)
     sub.add_parser("image", help="build the lab image (cached by recipe hash)")
     sub.add_parser("image-ref", help="print the image the lab runs")
+    sub.add_parser("inventory-path", help="print where the lab's inventory is written")
     sub.add_parser("up", help="create/start the lab and write its inventory (idempotent)")
     p = sub.add_parser("down", help="remove this lab's containers, network and inventory")
     p.add_argument("--purge", action="store_true", help="also remove unused built lab images")
@@ -574,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
             print(build_image(lab))
         elif args.verb == "image-ref":
             print(image_ref(lab))
+        elif args.verb == "inventory-path":
+            print(rel(lab.inventory))
         elif args.verb == "up":
             up(lab)
         elif args.verb == "down":
