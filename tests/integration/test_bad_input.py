@@ -1,0 +1,111 @@
+"""Every bad input: one line on stderr, no traceback, the right exit status, nothing written."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+
+
+def one_line_error(proc, status: int, *fragments: str) -> str:
+    assert proc.returncode == status, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def studies_in(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "studies" not in tables:
+            return []
+        return [r[0] for r in conn.execute("SELECT study_name FROM studies")]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--objective", "nope"], ["unknown objective 'nope'", "quadratic"]),
+    (["--objective", "missing.py:objective"], ["objective file missing.py does not exist"]),
+    (["--n-trials", "0"], ["--n-trials", "positive integer"]),
+    (["--n-trials", "-3"], ["--n-trials"]),
+    (["--timeout", "0"], ["--timeout"]),
+    (["--n-jobs", "0"], ["--n-jobs", "positive integer"]),
+    (["--storage", "mysql//nohost"], ["malformed storage URL"]),
+    (["--storage", "mysql://optuna_user:hunter2@h/optuna"], ["carries a password"]),
+    (["--master", "mesos://m:5050"], ["unsupported Spark master"]),
+    (["--runtime", "archive"], ["needs --archive"]),
+    (["--split", "static", "--n-trials", "1", "--n-jobs", "2"], ["at least one trial per task"]),
+    (["--conf", "nonsense"], ["KEY=VALUE"]),
+])
+def test_usage_errors_exit_2(run_cli, tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    proc = run_cli("tune", "--n-trials", "5", *args) if "--n-trials" not in args else run_cli("tune", *args)
+    line = one_line_error(proc, 2, *fragments)
+    assert "hunter2" not in line
+    assert studies_in(tmp_path / "work" / "optuna.db") == []
+
+
+def test_no_spark_submit(run_cli, tmp_path: Path) -> None:
+    proc = run_cli("tune", "--n-trials", "5", "--spark-submit", "/nonexistent/spark-submit")
+    one_line_error(proc, 1, "spark-submit not found")
+    assert studies_in(tmp_path / "work" / "optuna.db") == []
+
+
+def test_no_java(run_cli, tmp_path: Path) -> None:
+    proc = run_cli("tune", "--n-trials", "5", env={"JAVA_HOME": str(tmp_path / "no-java")})
+    one_line_error(proc, 1, "java not found")
+
+
+def test_unreachable_database(run_cli) -> None:
+    proc = run_cli("tune", "--n-trials", "5", "--storage", "mysql+pymysql://optuna_user@127.0.0.1:1/optuna",
+                   env={"OPTUNA_SPARK_STORAGE_PASSWORD": "whatever"})
+    line = one_line_error(proc, 1, "storage unreachable at 127.0.0.1:1")
+    assert "whatever" not in line
+
+
+def test_password_file_open_to_others(run_cli, tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("secret")
+    pw.chmod(0o644)
+    proc = run_cli("tune", "--n-trials", "5", "--password-file", str(pw),
+                   "--storage", "mysql://optuna_user@127.0.0.1/optuna")
+    one_line_error(proc, 2, "chmod 600")
+
+
+def test_existing_study_with_another_direction(run_cli, tmp_path: Path) -> None:
+    db = tmp_path / "work" / "optuna.db"
+    db.parent.mkdir()
+    url = f"sqlite:///{db}"
+    study = optuna.create_study(study_name="s", storage=url, direction="minimize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    proc = run_cli("tune", "--study", "s", "--direction", "maximize", "--n-trials", "5")
+    one_line_error(proc, 2, "exists with direction minimize, not maximize")
+    after = optuna.load_study(study_name="s", storage=url)
+    assert len(after.trials) == 2 and after.direction.name == "MINIMIZE"
+
+
+def test_status_of_a_missing_study(run_cli) -> None:
+    proc = run_cli("status", "--study", "ghost")
+    one_line_error(proc, 1, "no study named 'ghost'")
+
+
+@pytest.mark.mysql
+def test_wrong_password(run_cli, mariadb, tmp_path: Path) -> None:
+    proc = run_cli("tune", "--n-trials", "5", "--storage", mariadb.url(),
+                   env={"OPTUNA_SPARK_STORAGE_PASSWORD": "wrong-password"})
+    line = one_line_error(proc, 1, "storage refused user 'optuna_user'", "wrong password")
+    assert "wrong-password" not in line
+    assert mariadb.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='optuna'").strip() == "0"
+
+
+@pytest.mark.mysql
+def test_unknown_database(run_cli, mariadb) -> None:
+    proc = run_cli("status", "--storage", mariadb.url("nodb"),
+                   env={"OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password})
+    one_line_error(proc, 1, "storage")

@@ -1,0 +1,101 @@
+"""The spark-submit command line is a pure function of the configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.config import ConfigError, SparkSettings
+from runner.submit import build_submit_command
+
+
+def confs(argv: list[str]) -> dict[str, str]:
+    out = {}
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--conf":
+            key, _, val = value.partition("=")
+            out[key] = val
+    return out
+
+
+def test_installed_runtime_uses_the_same_python_on_driver_and_executors() -> None:
+    cmd = build_submit_command(SparkSettings(master="spark://driver:7077", python="/opt/env/bin/python"),
+                               ["job.json"], default_python="/usr/bin/python3", app="app.py")
+    assert cmd.argv[:7] == ["spark-submit", "--master", "spark://driver:7077", "--deploy-mode",
+                            "client", "--name", "optuna-spark"]
+    c = confs(cmd.argv)
+    assert c["spark.pyspark.python"] == "/opt/env/bin/python"
+    assert c["spark.pyspark.driver.python"] == "/opt/env/bin/python"
+    assert "--archives" not in cmd.argv
+    assert cmd.argv[-2:] == ["app.py", "job.json"]
+    assert cmd.env == {"PYSPARK_PYTHON": "/opt/env/bin/python", "PYSPARK_DRIVER_PYTHON": "/opt/env/bin/python"}
+
+
+def test_archive_runtime_is_the_seeds_flow() -> None:
+    spark = SparkSettings(master="spark://driver:7077", runtime="archive",
+                          archive="/srv/optuna-env.tar.gz", driver_python="/opt/env/bin/python")
+    cmd = build_submit_command(spark, ["job.json"], default_python="/usr/bin/python3")
+    assert cmd.argv[cmd.argv.index("--archives") + 1] == "/srv/optuna-env.tar.gz#environment"
+    c = confs(cmd.argv)
+    assert c["spark.pyspark.python"] == "./environment/bin/python"
+    # The client-mode driver cannot use the relative path: an explicit interpreter is set.
+    assert c["spark.pyspark.driver.python"] == "/opt/env/bin/python"
+
+
+def test_archive_runtime_defaults_the_driver_python_to_the_callers() -> None:
+    spark = SparkSettings(runtime="archive", archive="env.tar.gz")
+    c = confs(build_submit_command(spark, [], default_python="/venv/bin/python").argv)
+    assert c["spark.pyspark.driver.python"] == "/venv/bin/python"
+
+
+def test_seed_confs_and_gpu_amounts() -> None:
+    spark = SparkSettings(executor_cores=1, executor_memory="60g", task_cpus=1, gpu=True,
+                          executor_gpu_amount=1, task_gpu_amount=1,
+                          gpu_discovery_script="/opt/spark/getGpusResources.sh")
+    c = confs(build_submit_command(spark, [], default_python="py").argv)
+    assert c["spark.executor.cores"] == "1"
+    assert c["spark.executor.memory"] == "60g"
+    assert c["spark.task.cpus"] == "1"
+    assert c["spark.executor.resource.gpu.amount"] == "1"
+    assert c["spark.task.resource.gpu.amount"] == "1"
+    assert c["spark.executor.resource.gpu.discoveryScript"] == "/opt/spark/getGpusResources.sh"
+
+
+def test_no_gpu_confs_without_gpu() -> None:
+    c = confs(build_submit_command(SparkSettings(), [], default_python="py").argv)
+    assert not [k for k in c if "gpu" in k]
+
+
+def test_user_confs_come_last_and_win() -> None:
+    spark = SparkSettings(task_cpus=1, confs=(("spark.task.cpus", "2"), ("spark.foo", "a=b")))
+    argv = build_submit_command(spark, [], default_python="py").argv
+    pairs = [argv[i + 1] for i, a in enumerate(argv) if a == "--conf"]
+    assert pairs.index("spark.task.cpus=2") > pairs.index("spark.task.cpus=1")
+    assert "spark.foo=a=b" in pairs
+
+
+def test_py_files_are_shipped() -> None:
+    argv = build_submit_command(SparkSettings(), [], default_python="py",
+                                py_files=("/home/u/obj.py",)).argv
+    assert argv[argv.index("--py-files") + 1] == "/home/u/obj.py"
+
+
+@pytest.mark.parametrize("master", ["local", "local[4]", "local[*]", "local[2,3]", "spark://h:7077",
+                                    "spark://a:7077,b:7077", "yarn", "k8s://https://api:6443"])
+def test_supported_masters(master: str) -> None:
+    SparkSettings(master=master).validate()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"master": "mesos://x"}, "unsupported Spark master"),
+    ({"master": "local[0]"}, "unsupported Spark master"),
+    ({"deploy_mode": "cluster"}, "client mode"),
+    ({"runtime": "archive"}, "needs --archive"),
+    ({"archive": "x.tar.gz"}, "only used with --runtime archive"),
+    ({"executor_cores": 1, "task_cpus": 2}, "exceeds executor-cores"),
+    ({"executor_memory": "lots"}, "executor-memory"),
+    ({"confs": (("hadoop.x", "1"),)}, "must start with 'spark.'"),
+    ({"gpu": True, "executor_gpu_amount": 1, "task_gpu_amount": 2}, "task GPU amount"),
+])
+def test_bad_spark_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SparkSettings(**kwargs).validate()
