@@ -113,9 +113,10 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
         assert settings.n_trials is not None
         share = static_shares(settings.n_trials, settings.n_jobs)[index]
         timeout = None if deadline is None else max(0.0, deadline - time.time())
-        before = len(study.get_trials(deepcopy=False))
-        study.optimize(objective, n_trials=share, timeout=timeout, catch=(Exception,), gc_after_trial=False)
-        run = len(study.get_trials(deepcopy=False)) - before
+        counter: list[int] = []
+        study.optimize(objective, n_trials=share, timeout=timeout, catch=(Exception,), gc_after_trial=False,
+                       callbacks=[lambda _s, _t: counter.append(1)])
+        run = len(counter)
         return {"index": index, "host": host, "trials": run, "error": None,
                 "seconds": round(time.monotonic() - started, 3)}
 

@@ -1,0 +1,69 @@
+"""Against a real MariaDB: the study runs, and its password shows up nowhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+
+pytestmark = [pytest.mark.spark, pytest.mark.mysql]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mysql_study_keeps_its_password_out_of_argv_logs_and_spark_ui(mariadb, password_file: Path,
+                                                                       tmp_path: Path) -> None:
+    ui_port = _free_port()
+    args = [str(Path(sys.executable).parent / "optuna-spark"), "tune", "--study", "secret-check",
+            "--objective", "sleep", "--n-trials", "16", "--n-jobs", "2", "--storage", mariadb.url(),
+            "--password-file", str(password_file), "--conf", f"spark.ui.port={ui_port}", "--output", "json"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen_ui, process_lists = [], []
+    while proc.poll() is None:
+        process_lists.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+        try:
+            base = f"http://127.0.0.1:{ui_port}/api/v1/applications"
+            apps = json.load(urllib.request.urlopen(base, timeout=2))
+            seen_ui.append(urllib.request.urlopen(f"{base}/{apps[0]['id']}/environment", timeout=2).read().decode())
+        except Exception:
+            pass
+        time.sleep(0.5)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["finished"] == 16
+
+    study = optuna.load_study(study_name="secret-check",
+                              storage=f"mysql+pymysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/optuna")
+    assert len(study.trials) == 16
+
+    secret = mariadb.password
+    assert seen_ui, "the Spark UI's environment page was never reachable during the run"
+    assert any("spark.pyspark.python" in page for page in seen_ui)
+    assert len(process_lists) > 2
+    run_dir = next((tmp_path / "work" / "runs").iterdir())
+    for name, text in [("stdout", out), ("stderr", err), ("spark.log", (run_dir / "spark.log").read_text()),
+                       ("job.json", (run_dir / "job.json").read_text()),
+                       *[("process list", p) for p in process_lists], *[("Spark UI", p) for p in seen_ui]]:
+        assert secret not in text, f"the storage password appears in the {name}"
+
+
+def test_password_from_the_environment(mariadb, run_cli) -> None:
+    proc = run_cli("tune", "--study", "env-pw", "--n-trials", "6", "--storage", mariadb.url(), "--output", "json",
+                   env={"OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["finished"] == 6
+    assert mariadb.password not in proc.stdout + proc.stderr

@@ -1,0 +1,159 @@
+"""Real spark-submit in local mode: both objectives, exact budgets, resume, failures, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from runner.budget import finished_trials
+
+pytestmark = pytest.mark.spark
+
+
+def load(tmp_path: Path, name: str, url: str | None = None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url or f"sqlite:///{tmp_path / 'work' / 'optuna.db'}")
+
+
+def summary_of(proc) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_quadratic_ends_with_exactly_its_budget_and_resumes(run_cli, tmp_path: Path) -> None:
+    s = summary_of(run_cli("tune", "--study", "q", "--n-trials", "30", "--n-jobs", "3", "--seed", "1",
+                           "--master", "local[3]", "--output", "json"))
+    assert s["finished"] == 30 and s["states"] == {"COMPLETE": 30}
+    assert len(load(tmp_path, "q").trials) == 30
+    assert {t["index"] for t in s["tasks"]} == {0, 1, 2}
+    assert sum(t["trials"] for t in s["tasks"]) == 30
+    assert s["best"]["value"] < 10  # (x-2)^2 + (y-3)^2 over [-10, 10]^2 after 30 TPE trials
+
+    # Same command again: the budget is already spent, nothing more runs.
+    s = summary_of(run_cli("tune", "--study", "q", "--n-trials", "30", "--n-jobs", "3", "--output", "json"))
+    assert s["finished"] == 30 and sum(t["trials"] for t in s["tasks"]) == 0
+    # A larger budget continues the same study to the new total.
+    s = summary_of(run_cli("tune", "--study", "q", "--n-trials", "45", "--n-jobs", "3", "--output", "json"))
+    assert s["finished"] == 45 and len(load(tmp_path, "q").trials) == 45
+
+    status = run_cli("status", "--study", "q", "--output", "json")
+    assert json.loads(status.stdout)["finished"] == 45 and json.loads(status.stdout)["budget"] == 45
+    best = run_cli("best", "--study", "q", "--output", "json")
+    assert json.loads(best.stdout)["value"] == load(tmp_path, "q").best_value
+
+
+def test_text_output_streams_progress_and_prints_the_best_value(run_cli) -> None:
+    proc = run_cli("tune", "--n-trials", "12")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "finished   12 of 12" in proc.stdout and "best value" in proc.stdout
+    assert "Spark 4" in proc.stderr and "finished ·" in proc.stderr
+
+
+def test_static_split_is_the_seeds_fixed_share(run_cli, tmp_path: Path) -> None:
+    s = summary_of(run_cli("tune", "--study", "st", "--split", "static", "--n-trials", "10", "--n-jobs", "2",
+                           "--output", "json"))
+    assert sorted(t["trials"] for t in s["tasks"]) == [5, 5]
+    assert len(load(tmp_path, "st").trials) == 10
+
+
+def test_timeout_budget(run_cli, tmp_path: Path) -> None:
+    s = summary_of(run_cli("tune", "--study", "t", "--objective", "sleep", "--timeout", "3",
+                           "--n-jobs", "2", "--output", "json"))
+    n = len(load(tmp_path, "t").trials)
+    # 2 tasks x 0.5 s trials for 3 s: a task starts no trial after the deadline.
+    assert 2 <= n <= 16 and s["finished"] == n
+
+
+def test_failing_objective_stores_fail_trials_with_their_message(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "flaky.py").write_text(
+        "def objective(trial):\n"
+        "    x = trial.suggest_float('x', -10, 10)\n"
+        "    if x < 0:\n"
+        "        raise ValueError(f'negative x {x:.2f}')\n"
+        "    return x\n")
+    s = summary_of(run_cli("tune", "--study", "f", "--objective", "flaky.py:objective", "--n-trials", "20",
+                           "--seed", "5", "--output", "json"))
+    trials = load(tmp_path, "f").trials
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(trials) == 20 and failed and complete
+    assert all(t.user_attrs["fail_reason"].startswith("ValueError: negative x") for t in failed)
+    assert all(t.params["x"] < 0 for t in failed) and all(t.params["x"] >= 0 for t in complete)
+    assert s["states"]["FAIL"] == len(failed)
+
+
+def test_every_trial_failing_is_a_failed_run(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("def objective(trial):\n    raise RuntimeError('boom')\n")
+    proc = run_cli("tune", "--study", "b", "--objective", "bad.py:objective", "--n-trials", "4")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "optuna-spark: every trial failed; first reason: RuntimeError: boom"
+
+
+def test_a_crashing_task_reports_its_real_message(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "crash.py").write_text(
+        "from pyspark import TaskContext\n"
+        "if TaskContext.get() is not None:\n"
+        "    raise ImportError('libcuda.so.1: cannot open shared object file')\n"
+        "def objective(trial):\n"
+        "    return trial.suggest_float('x', 0, 1)\n")
+    proc = run_cli("tune", "--study", "c", "--objective", "crash.py:objective", "--n-trials", "4")
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Spark task(s) failed" in last and "ImportError: libcuda.so.1: cannot open shared object file" in last
+    assert "_ExceptionWithTraceback" not in proc.stderr + proc.stdout
+
+
+def test_user_objective_as_module_function(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "myobj.py").write_text("def f(trial):\n    return trial.suggest_int('n', 1, 5) ** 2\n")
+    s = summary_of(run_cli("tune", "--study", "m", "--objective", "myobj:f", "--n-trials", "6", "--output", "json"))
+    assert s["finished"] == 6 and s["best"]["value"] >= 1
+
+
+def test_xgboost_wine(run_cli, tmp_path: Path) -> None:
+    s = summary_of(run_cli("tune", "--study", "x", "--objective", "xgboost-wine", "--n-trials", "3",
+                           "--n-jobs", "2", "--seed", "0", "--output", "json"))
+    trials = load(tmp_path, "x").trials
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert {t.user_attrs["device"] for t in trials} == {"cpu"}
+    assert set(trials[0].params) == {"learning_rate", "max_depth", "subsample", "colsample_bytree", "min_child_weight"}
+    # RMSE of wine quality (3..8): a trained model sits well below predicting 0 or the range.
+    assert 0.3 < s["best"]["value"] < 1.5
+
+
+def test_killed_submit_resumes_to_exactly_its_budget(tmp_path: Path) -> None:
+    """The driver's spark-submit is killed mid-study; the same command then ends at the budget."""
+    args = [str(Path(sys.executable).parent / "optuna-spark"), "tune", "--study", "k", "--objective", "sleep",
+            "--n-trials", "24", "--n-jobs", "2", "--heartbeat-interval", "1", "--grace-period", "3",
+            "--output", "json"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    db = tmp_path / "work" / "optuna.db"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                if len(load(tmp_path, "k").trials) >= 6:
+                    break
+            except Exception:
+                pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(["pkill", "-9", "-f", str(tmp_path / "work" / "runs")], check=False)
+    before = load(tmp_path, "k").trials
+    assert 6 <= len(before) < 24
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    s = summary_of(done)
+    trials = load(tmp_path, "k").trials
+    assert s["finished"] == 24 == finished_trials(trials)
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    # The sleep objective never fails: every FAIL is a stale trial of the killed run, retried.
+    assert s["states"].get("FAIL", 0) == s["retried_stale"]
