@@ -149,6 +149,11 @@ def require(lab: Lab, *, build: bool = False) -> None:
     missing = []
     if not shutil.which("podman"):
         missing.append("podman (Debian package: podman)")
+    helpers = ("/usr/lib/podman", "/usr/libexec/podman", "/usr/local/lib/podman",
+               "/usr/local/libexec/podman")
+    for helper, package in (("netavark", "netavark"), ("aardvark-dns", "aardvark-dns")):
+        if not any(Path(d, helper).is_file() for d in helpers) and not find_tool(helper):
+            missing.append(f"{helper} (Debian package: {package}; podman's network and its DNS)")
     rt = lab.s.get("LAB_OCI_RUNTIME")
     if rt and not find_tool(rt):
         missing.append(f"OCI runtime {rt} (Debian package: {rt}; or set LAB_OCI_RUNTIME= for podman's default)")

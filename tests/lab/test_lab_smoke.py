@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import stat
+import subprocess
 
 import pytest
 
@@ -82,3 +83,18 @@ def test_a_worker_reaches_a_tcp_port_on_the_driver(lab):
 def test_pip_trusts_the_host_certificates(lab):
     conf = lab.sh(lab.driver, "cat /etc/pip.conf").stdout
     assert "cert = /etc/ssl/certs/ca-certificates.crt" in conf
+
+
+def test_lab_up_again_keeps_the_hosts_and_the_secret(lab):
+    secret = lab.inventory / "group_vars" / "all" / "secrets.yml"
+    before_secret = secret.read_text()
+
+    def started() -> dict[str, str]:
+        return {h: subprocess.run(["podman", "container", "inspect", "--format",
+                                   "{{.Id}} {{.State.StartedAt}}", h], text=True,
+                                  capture_output=True, check=True).stdout for h in lab.hosts}
+
+    before = started()
+    lab.lab("up")
+    assert secret.read_text() == before_secret
+    assert started() == before, "a second lab-up must keep running hosts as they are"
