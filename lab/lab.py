@@ -291,6 +291,10 @@ def ensure_network(lab: Lab) -> ipaddress.IPv4Network:
     v4 = [s for s in subnets if s.version == 4]
     if not v4:
         raise LabError(f"network {lab.network} has no IPv4 subnet")
+    wanted = lab.s.get("LAB_SUBNET")
+    if wanted and ipaddress.ip_network(wanted, strict=False) != v4[0]:
+        raise LabError(f"network {lab.network} has subnet {v4[0]}, not LAB_SUBNET={wanted}: "
+                       "lab-down first to change it")
     return v4[0]
 
 
