@@ -49,3 +49,7 @@ clean: ## remove local state (venv, work/)
 
 -include lab/lab.mk
 -include playbooks/ansible.mk
+
+.PHONY: bench
+bench: venv ## parallel efficiency: runner (shared/static split) vs Optuna's threads, side by side
+	$(BIN)/python bench/efficiency.py
