@@ -49,6 +49,7 @@ clean: ## remove local state (venv, work/)
 
 -include lab/lab.mk
 -include playbooks/ansible.mk
+-include tests/infra/infra.mk
 
 .PHONY: bench
 bench: venv ## parallel efficiency: runner (shared/static split) vs Optuna's threads, side by side
