@@ -13,7 +13,7 @@ TUNE_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lock tune tune-xgboost test test-unit test-integration lint clean
+.PHONY: help venv lock tune tune-xgboost status test test-unit test-integration lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -32,11 +32,20 @@ lock: ## re-resolve requirements/lock.txt from pyproject.toml
 	work/lockenv/bin/pip install --quiet '.[xgboost,dev]'
 	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --exclude optuna-spark; echo setuptools==65.5.0; echo wheel==0.48.0; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
-tune: venv ## run the seed's plain study (local Spark + SQLite unless INVENTORY is set)
-	$(BIN)/optuna-spark tune --objective quadratic --study optuna-spark --n-trials 200 $(TUNE_ARGS)
+# With INVENTORY set, the runner runs on the cluster's driver (bin/on-driver: podman exec for the
+# lab, ssh otherwise) and reads /etc/optuna-spark/runner.toml there: MySQL storage, spark:// master.
+REMOTE_RUNNER ?= /opt/optuna-spark/env/bin/optuna-spark
+RUNNER = $(if $(strip $(INVENTORY)),$(BIN)/python bin/on-driver $(INVENTORY) -- $(REMOTE_RUNNER),$(BIN)/optuna-spark)
 
-tune-xgboost: venv ## run the seed's XGBoost study on the wine data
-	$(BIN)/optuna-spark tune --objective xgboost-wine --study optuna-spark-xgboost --n-trials 100 $(TUNE_ARGS)
+tune: venv ## run the seed's plain study (local Spark + SQLite; on the cluster with INVENTORY=...)
+	$(RUNNER) tune --objective quadratic --study optuna-spark --n-trials 200 $(TUNE_ARGS)
+
+tune-xgboost: venv ## run the seed's XGBoost study on the wine data (INVENTORY=... for the cluster)
+	$(RUNNER) tune --objective xgboost-wine --study optuna-spark-xgboost --n-trials 100 $(TUNE_ARGS)
+
+status: venv ## both studies' state (INVENTORY=... for the cluster's MySQL)
+	$(RUNNER) status --study optuna-spark
+	$(RUNNER) status --study optuna-spark-xgboost
 
 test: venv ## every test: unit, integration (real spark-submit), lab, playbooks
 	$(BIN)/pytest -q

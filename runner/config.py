@@ -103,8 +103,6 @@ class SparkSettings:
             raise ConfigError(f"runtime must be one of {', '.join(RUNTIME_MODES)}, got {self.runtime!r}")
         if self.runtime == "archive" and not self.archive:
             raise ConfigError("runtime 'archive' needs --archive PATH (the packed optuna-env.tar.gz)")
-        if self.runtime == "installed" and self.archive:
-            raise ConfigError("--archive is only used with --runtime archive")
         for key, _ in self.confs:
             if not _CONF_KEY_RE.match(key):
                 raise ConfigError(f"--conf key must start with 'spark.', got {key!r}")

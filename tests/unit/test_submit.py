@@ -41,6 +41,12 @@ def test_archive_runtime_is_the_seeds_flow() -> None:
     assert c["spark.pyspark.driver.python"] == "/opt/env/bin/python"
 
 
+def test_an_archive_path_is_ignored_by_the_installed_runtime() -> None:
+    # The cluster's runner.toml names the archive for `--runtime archive` runs; installed ignores it.
+    argv = build_submit_command(SparkSettings(archive="/srv/env.tar.gz"), [], default_python="py").argv
+    assert "--archives" not in argv and not any("/srv/env.tar.gz" in a for a in argv)
+
+
 def test_archive_runtime_defaults_the_driver_python_to_the_callers() -> None:
     spark = SparkSettings(runtime="archive", archive="env.tar.gz")
     c = confs(build_submit_command(spark, [], default_python="/venv/bin/python").argv)
@@ -90,7 +96,6 @@ def test_supported_masters(master: str) -> None:
     ({"master": "local[0]"}, "unsupported Spark master"),
     ({"deploy_mode": "cluster"}, "client mode"),
     ({"runtime": "archive"}, "needs --archive"),
-    ({"archive": "x.tar.gz"}, "only used with --runtime archive"),
     ({"executor_cores": 1, "task_cpus": 2}, "exceeds executor-cores"),
     ({"executor_memory": "lots"}, "executor-memory"),
     ({"confs": (("hadoop.x", "1"),)}, "must start with 'spark.'"),
