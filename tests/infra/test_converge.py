@@ -1,0 +1,68 @@
+"""A second converge changes nothing, and a --check run predicts no change (marker: converge).
+
+Both really run ansible-playbook site.yml against the inventory and read its PLAY RECAP.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from conftest import BIN, ROOT, Cluster
+
+pytestmark = pytest.mark.converge
+
+RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
+                   r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)", re.M)
+TASK = re.compile(r"^TASK \[(?P<task>.+?)\] \*+$")
+CHANGED = re.compile(r"^changed: \[(?P<host>[^\]]+?)(?: -> [^\]]+)?\]")
+TIMEOUT = 1800
+
+
+def run_playbook(cluster: Cluster, *extra: str) -> tuple[str, dict[str, dict[str, int]]]:
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(cluster.inventory), "site.yml", *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    out = proc.stdout + proc.stderr
+    recap_at = out.rfind("PLAY RECAP")
+    assert recap_at >= 0, f"{' '.join(cmd)}: no PLAY RECAP (rc {proc.returncode}): {out[-2000:]}"
+    recap = {m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+             for m in RECAP.finditer(out[recap_at:])}
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed (rc {proc.returncode}): recap {recap}; {out[-3000:]}"
+    return out, recap
+
+
+def changed_tasks(out: str) -> dict[str, list[str]]:
+    """host -> the tasks that reported changed."""
+    task, found = "?", {}
+    for line in out.splitlines():
+        if m := TASK.match(line):
+            task = m["task"]
+        elif m := CHANGED.match(line):
+            found.setdefault(m["host"], []).append(task)
+    return found
+
+
+def assert_no_change(cluster: Cluster, out: str, recap: dict[str, dict[str, int]], what: str) -> None:
+    missing = [h for h in cluster.nodes if h not in recap]
+    assert not missing, f"{what}: hosts missing from the PLAY RECAP: {missing}"
+    bad = {h: r for h, r in recap.items() if r["changed"] or r["failed"] or r["unreachable"]}
+    tasks = changed_tasks(out)
+    assert not bad, f"{what}: " + "; ".join(
+        f"{h}: changed={r['changed']} failed={r['failed']} unreachable={r['unreachable']}, expected 0"
+        + (f" (changed: {', '.join(tasks.get(h, []))})" if tasks.get(h) else "")
+        for h, r in sorted(bad.items()))
+
+
+def test_second_converge_changes_nothing(cluster: Cluster) -> None:
+    # The suite runs after a converge (make converge; make verify): this is the second one.
+    out, recap = run_playbook(cluster)
+    assert_no_change(cluster, out, recap, "idempotence (second converge)")
+
+
+def test_check_mode_predicts_no_change_and_shows_no_secret(cluster: Cluster) -> None:
+    out, recap = run_playbook(cluster, "--check", "--diff")
+    assert_no_change(cluster, out, recap, "--check --diff on the converged cluster")
+    password = str(cluster.var(cluster.drivers[0], "mysql_optuna_password"))
+    assert password not in out, "--check --diff printed mysql_optuna_password"
