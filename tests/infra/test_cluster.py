@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import Cluster, Node
+from infra_lib import Cluster, Node
 
 
 def _nodes(cluster: Cluster) -> list[Node]:

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, Cluster
+from infra_lib import BIN, ROOT, Cluster
 
 pytestmark = pytest.mark.converge
 

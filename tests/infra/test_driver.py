@@ -6,7 +6,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from conftest import ROOT, Node, alive_worker_hosts, master_state, mysql_root
+from infra_lib import Node, alive_worker_hosts, listening_addresses, master_state, mysql_root
 
 
 # ------------------------------------------------------------------------------------ MySQL
@@ -26,11 +26,10 @@ def test_mysql_service_enabled_and_running(driver: Node) -> None:
 
 def test_mysql_listens_on_cluster_address_only(driver: Node) -> None:
     address, port = driver.var("mysql_bind_address"), driver.var("mysql_port")
-    listening = sorted(s for s in driver.host.socket.get_listening_sockets()
-                       if s.startswith("tcp") and s.rsplit(":", 1)[-1] == str(port))
-    assert listening == [f"tcp://{address}:{port}"], (
-        f"{driver.name}: MySQL listens on {listening or 'nothing'}, expected exactly "
-        f"tcp://{address}:{port} (never 0.0.0.0 or ::)")
+    listening = listening_addresses(driver, port)
+    assert listening == [address], (
+        f"{driver.name}: MySQL listens on {listening or 'nothing'} port {port}, expected exactly {address} "
+        f"(never 0.0.0.0, :: or *)")
 
 
 def test_mysql_bind_address_configured(driver: Node) -> None:
@@ -146,10 +145,12 @@ def test_spark_master_enabled_and_running(driver: Node) -> None:
     service = driver.host.service("spark-master")
     assert service.is_running, f"{driver.name}: spark-master is not running, expected running"
     assert service.is_enabled, f"{driver.name}: spark-master is not enabled, expected enabled"
-    port = driver.var("spark_master_port")
     address = driver.var("spark_master_host")
-    assert driver.host.socket(f"tcp://{address}:{port}").is_listening, \
-        f"{driver.name}: nothing listens on {address}:{port}, expected the Spark master"
+    for port in (driver.var("spark_master_port"), driver.var("spark_master_webui_port")):
+        listening = listening_addresses(driver, port)
+        assert listening == [address], (
+            f"{driver.name}: the Spark master listens on {listening or 'nothing'} port {port}, "
+            f"expected exactly {address}")
 
 
 def test_spark_master_reports_every_worker_alive(driver: Node) -> None:
@@ -177,7 +178,3 @@ def test_studies_present_in_mysql(driver: Node) -> None:
         assert found[name] == [direction], \
             f"{driver.name}: study {name} has direction {found[name]}, expected [{direction}]"
 
-
-def test_controller_sees_this_repository() -> None:
-    # The checks read the roles' defaults from this checkout.
-    assert (ROOT / "roles" / "mysql" / "defaults" / "main.yml").is_file()

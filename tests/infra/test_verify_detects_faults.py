@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, INNER_ENV, ROOT, Cluster, Node, alive_worker_hosts, master_state
+from infra_lib import BIN, INNER_ENV, ROOT, Cluster, Node, alive_worker_hosts, master_state
 
 pytestmark = pytest.mark.fault
 

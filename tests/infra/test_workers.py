@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from conftest import Cluster, Node, alive_worker_hosts, http_get, master_state, random_token
+from infra_lib import Cluster, Node, alive_worker_hosts, http_get, master_state, random_token
 
 # What the seed's tasks import on an executor (the role's own list is checked too).
 SEED_IMPORTS = ["optuna", "joblibspark", "xgboost", "MySQLdb"]
@@ -116,8 +116,8 @@ def password_on(cluster: Cluster):
 
     def put(node: Node) -> str:
         path = f"/run/infra-test-{random_token()}"
-        out = cluster.ansible(node.name, "ansible.builtin.copy",
-                              f"content={{{{ mysql_optuna_password }}}} dest={path} mode=0600 owner=root",
+        args = json.dumps({"content": "{{ mysql_optuna_password }}", "dest": path, "mode": "0600"})
+        out = cluster.ansible(node.name, "ansible.builtin.copy", args,
                               become=bool(node.cluster.inventory_vars(node.name).get("ansible_become")))
         assert out.returncode == 0, f"{node.name}: could not copy the MySQL password there: {out.stdout[-500:]}"
         made.append((node, path))
