@@ -160,11 +160,10 @@ class Cluster:
 
     # ansible ad-hoc ----------------------------------------------------------------------
 
-    def ansible(self, pattern: str, module: str, args: str, *, timeout: float = 300,
-                become: bool = False) -> subprocess.CompletedProcess[str]:
+    def ansible(self, pattern: str, module: str, args: str, *,
+                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """An ad-hoc module run, as the playbooks connect (ansible_user, ansible_become, vault)."""
         cmd = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "-m", module, "-a", args]
-        if become:
-            cmd.append("--become")
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

@@ -41,7 +41,9 @@ def test_mysql_bind_address_configured(driver: Node) -> None:
              if re.match(r"^\s*bind[-_]address\s*=", line)]
     assert lines == [address], f"{driver.name}: {path} sets bind-address to {lines}, expected [{address!r}]"
     # What the server reads after every file (the drop-in must win over 50-server.cnf) ...
-    defaults = driver.check("my_print_defaults --mysqld")
+    # MariaDB's --mysqld covers every group its server reads; MySQL's server reads [mysqld].
+    groups = "--mysqld" if driver.var("__mysql_flavor") == "mariadb" else "mysqld"
+    defaults = driver.check(f"my_print_defaults {groups}")
     effective = [line.split("=", 1)[1] for line in defaults.splitlines()
                  if re.match(r"^--bind[-_]address=", line)]
     assert effective and effective[-1] == address, (

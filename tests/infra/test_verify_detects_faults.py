@@ -53,9 +53,8 @@ def test_stopped_spark_worker_is_reported_on_that_host_only(cluster: Cluster, tm
     others = [h for h in cluster.nodes if h != victim]
     driver = Node(cluster.drivers[0], cluster.host(cluster.drivers[0]), cluster)
     address = cluster.var(victim, "cluster_address")
-    become = bool(cluster.inventory_vars(victim).get("ansible_become"))
 
-    stop = cluster.ansible(victim, "ansible.builtin.command", "systemctl stop spark-worker", become=become)
+    stop = cluster.ansible(victim, "ansible.builtin.command", "systemctl stop spark-worker")
     assert stop.returncode == 0, f"{victim}: systemctl stop spark-worker failed: {stop.stdout[-500:]}"
     try:
         wait_alive(driver, address, alive=False)
@@ -82,6 +81,6 @@ def test_stopped_spark_worker_is_reported_on_that_host_only(cluster: Cluster, tm
                 f"{test}: its failure does not say what broke: {message[:400]}"
         print(f"inner suite: {took:.0f} s, failures: {sorted(failed)}")
     finally:
-        start = cluster.ansible(victim, "ansible.builtin.command", "systemctl start spark-worker", become=become)
+        start = cluster.ansible(victim, "ansible.builtin.command", "systemctl start spark-worker")
         assert start.returncode == 0, f"{victim}: systemctl start spark-worker failed: {start.stdout[-500:]}"
         wait_alive(driver, address, alive=True)

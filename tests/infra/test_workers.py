@@ -117,8 +117,7 @@ def password_on(cluster: Cluster):
     def put(node: Node) -> str:
         path = f"/run/infra-test-{random_token()}"
         args = json.dumps({"content": "{{ mysql_optuna_password }}", "dest": path, "mode": "0600"})
-        out = cluster.ansible(node.name, "ansible.builtin.copy", args,
-                              become=bool(node.cluster.inventory_vars(node.name).get("ansible_become")))
+        out = cluster.ansible(node.name, "ansible.builtin.copy", args)
         assert out.returncode == 0, f"{node.name}: could not copy the MySQL password there: {out.stdout[-500:]}"
         made.append((node, path))
         return path
