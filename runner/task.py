@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Any
 
 from runner.config import Job
 
 IDLE_POLL_SECONDS = 1.0
+# How long a task waits out an unreachable storage (a MySQL restart) before it gives up.
+OUTAGE_SECONDS = 120.0
 
 
 class ReleasingRetryCallback:
@@ -57,7 +60,7 @@ def make_pruner(name: str) -> Any:
 
 
 def wrap_objective(fn: Any, host: str) -> Any:
-    """Store the executor's host on each trial and the message of a failing objective."""
+    """The static split (the seed's way, through study.optimize): store host and failure message."""
     import optuna
 
     def objective(trial: optuna.Trial) -> Any:
@@ -76,7 +79,126 @@ def wrap_objective(fn: Any, host: str) -> Any:
     return objective
 
 
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a storage that is down or restarting (not of bad data): wait and try again."""
+    import optuna
+    from sqlalchemy.exc import DBAPIError
+
+    return (optuna.exceptions.StorageInternalError, DBAPIError)
+
+
+class StorageOutage(RuntimeError):
+    pass
+
+
+def retrying(fn: Any, what: str, outage_timeout: float) -> Any:
+    """Call fn, waiting out a storage outage (a MySQL restart) for up to outage_timeout s."""
+    errors = transient_errors()
+    give_up = None
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except errors as exc:
+            now = time.monotonic()
+            give_up = give_up or now + outage_timeout
+            if now >= give_up:
+                first = str(getattr(exc, "orig", exc)).strip().splitlines()
+                raise StorageOutage(f"storage unavailable for {outage_timeout:.0f} s ({what}): "
+                                    f"{first[0] if first else type(exc).__name__}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Heartbeat(threading.Thread):
+    """Records the trial's heartbeat every interval; a missed beat during an outage is harmless
+    as long as the outage is shorter than the grace period."""
+
+    def __init__(self, storage: Any, trial_id: int, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{trial_id}", daemon=True)
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # noqa: BLE001 - next beat
+                pass
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=self.interval + 1)
+
+
+def pop_waiting_trial(storage: Any, study_id: int) -> int | None:
+    """Take a WAITING trial (a stale trial's retry, or one enqueued by the user), as ask() does."""
+    from optuna.trial import TrialState
+
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return int(t._trial_id)
+        except Exception:  # noqa: BLE001 - someone else took it
+            continue
+    return None
+
+
+def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: float,
+                  outage_timeout: float) -> bool:
+    """Ask, evaluate and tell one trial, surviving storage outages. False: no trial was created
+    (the storage failed at creation); the caller gives its claim back."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage, study_id = study._storage, study._study_id
+    errors = transient_errors()
+    try:
+        trial_id = pop_waiting_trial(storage, study_id)
+        if trial_id is None:
+            trial_id = storage.create_new_trial(study_id)
+    except errors:
+        retrying(lambda: storage.get_study_directions(study_id), "waiting to create a trial", outage_timeout)
+        return False
+    retrying(lambda: storage.record_heartbeat(trial_id), "first heartbeat", outage_timeout)
+    beat = Heartbeat(storage, trial_id, heartbeat_interval)
+    beat.start()
+    try:
+        trial = retrying(lambda: optuna.Trial(study, trial_id), "loading the trial", outage_timeout)
+        retrying(lambda: trial.set_user_attr("host", host), "recording the host", outage_timeout)
+        value, state = None, TrialState.COMPLETE
+        for attempt in range(4):
+            try:
+                value = objective(trial)
+                break
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+                break
+            except errors:
+                # The storage went away under the objective (suggest/report write to it): wait for
+                # it and evaluate the same trial again; stored suggestions come back unchanged.
+                if attempt == 3:
+                    raise
+                retrying(lambda: storage.get_study_directions(study_id), "evaluating a trial", outage_timeout)
+            except (Exception, SystemExit) as exc:
+                message = f"{type(exc).__name__}: {exc}"[:2000]
+                retrying(lambda: trial.set_user_attr("fail_reason", message), "recording a failure",
+                         outage_timeout)
+                state = TrialState.FAIL
+                break
+        if state == TrialState.COMPLETE:
+            retrying(lambda: study.tell(trial, value, skip_if_finished=True), "telling a result", outage_timeout)
+        else:
+            retrying(lambda: study.tell(trial, state=state, skip_if_finished=True), "telling a result",
+                     outage_timeout)
+    finally:
+        beat.stop()
+    return True
+
+
 def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
+    import warnings
+
     import optuna
     from optuna.trial import TrialState
 
@@ -87,6 +209,7 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
 
     started = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     job = Job.from_json(job_json)
     if job.gpu:
         os.environ[REQUIRE_GPU_ENV] = "1"
@@ -95,13 +218,13 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
     target = StorageTarget(settings.storage, password)
 
     fn = objectives.load(job.objective)
+    objective = fn
     callback = ReleasingRetryCallback(settings.max_retry, None)
     storage = open_rdb_storage(target, settings.heartbeat_interval, settings.grace_period, callback)
-    study = optuna.load_study(
+    study = retrying(lambda: optuna.load_study(
         study_name=settings.name, storage=storage,
         sampler=make_sampler(job, index), pruner=make_pruner(settings.pruner),
-    )
-    objective = wrap_objective(fn, host)
+    ), "loading the study", OUTAGE_SECONDS)
     run = 0
 
     def out_of_time() -> bool:
@@ -114,7 +237,7 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
         share = static_shares(settings.n_trials, settings.n_jobs)[index]
         timeout = None if deadline is None else max(0.0, deadline - time.time())
         counter: list[int] = []
-        study.optimize(objective, n_trials=share, timeout=timeout, catch=(Exception,), gc_after_trial=False,
+        study.optimize(wrap_objective(fn, host), n_trials=share, timeout=timeout, catch=(Exception,), gc_after_trial=False,
                        callbacks=[lambda _s, _t: counter.append(1)])
         run = len(counter)
         return {"index": index, "host": host, "trials": run, "error": None,
@@ -124,19 +247,34 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
     if settings.n_trials is not None:
         budget = Budget(target.connect_url(), target.engine_kwargs(), study._study_id)
         callback.budget = budget
+    outage = OUTAGE_SECONDS
+    last_stale_check = 0.0
+
+    def check_stale() -> None:
+        # Stale trials (their task died) are failed and re-enqueued, their claim handed back.
+        nonlocal last_stale_check
+        if time.monotonic() - last_stale_check >= settings.heartbeat_interval:
+            retrying(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials", outage)
+            last_stale_check = time.monotonic()
+
     try:
         while not out_of_time():
-            if budget is not None and not budget.claim(settings.n_trials):  # type: ignore[arg-type]
-                # Out of claims. Trials still running elsewhere may go stale (a dead executor)
-                # and give their claim back: wait for them rather than leave early.
-                active = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-                if not active:
-                    break
-                time.sleep(IDLE_POLL_SECONDS)
-                optuna.storages.fail_stale_trials(study)
-                continue
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
-            run += 1
+            check_stale()
+            if budget is not None:
+                claimed = retrying(lambda: budget.claim(settings.n_trials), "claiming a trial", outage)
+                if not claimed:
+                    # Out of claims. Trials still running elsewhere may go stale (a dead executor)
+                    # and give their claim back: wait for them rather than leave early.
+                    active = retrying(lambda: study.get_trials(
+                        deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)), "polling", outage)
+                    if not active:
+                        break
+                    time.sleep(IDLE_POLL_SECONDS)
+                    continue
+            if run_one_trial(study, objective, host, settings.heartbeat_interval, outage):
+                run += 1
+            elif budget is not None:
+                retrying(budget.release, "giving a claim back", outage)
     finally:
         if budget is not None:
             budget.dispose()
