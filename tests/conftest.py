@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass
 class MariaDB:
     host: str
     port: int
@@ -47,6 +47,24 @@ class MariaDB:
     password: str
     database: str
     socket: str
+    argv: tuple[str, ...] = ()
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(list(self.argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(240):
+            try:
+                self.sql("SELECT 1")
+                return
+            except subprocess.CalledProcessError:
+                time.sleep(0.25)
+        raise RuntimeError("MariaDB did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+            self.proc = None
 
     def url(self, database: str | None = None) -> str:
         return f"mysql+pymysql://{self.user}@{self.host}:{self.port}/{database or self.database}"
@@ -76,25 +94,19 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory):
     subprocess.run([install, "--user=root", f"--datadir={data}", "--auth-root-authentication-method=socket",
                     "--skip-test-db"], check=True, capture_output=True)
     port = _free_port()
-    proc = subprocess.Popen([server, "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
-                             f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={base / 'pid'}",
-                             f"--log-error={base / 'error.log'}", "--max-connections=200"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = MariaDB("127.0.0.1", port, "optuna_user", "t3st-Pa55-w0rd", "optuna", sock)
-    for _ in range(120):
-        try:
-            db.sql("SELECT 1")
-            break
-        except subprocess.CalledProcessError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
+    argv = (server, "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
+            f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={base / 'pid'}",
+            f"--log-error={base / 'error.log'}", "--max-connections=200")
+    db = MariaDB("127.0.0.1", port, "optuna_user", "t3st-Pa55-w0rd", "optuna", sock, argv)
+    try:
+        db.start()
+    except RuntimeError:
+        db.stop()
         pytest.fail(f"MariaDB did not start: {(base / 'error.log').read_text()[-2000:]}")
     db.sql("CREATE DATABASE optuna; CREATE USER 'optuna_user'@'127.0.0.1' IDENTIFIED BY 't3st-Pa55-w0rd';"
            " GRANT ALL PRIVILEGES ON optuna.* TO 'optuna_user'@'127.0.0.1';")
     yield db
-    proc.terminate()
-    proc.wait(timeout=60)
+    db.stop()
 
 
 @pytest.fixture

@@ -67,3 +67,34 @@ def test_password_from_the_environment(mariadb, run_cli) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["finished"] == 6
     assert mariadb.password not in proc.stdout + proc.stderr
+
+
+def test_a_database_restart_mid_study_loses_nothing(mariadb, password_file: Path, tmp_path: Path) -> None:
+    """MariaDB is stopped for a few seconds while trials run: tasks wait it out, the study ends
+    with exactly its budget, every trial COMPLETE, none left RUNNING."""
+    url_with_pw = f"mysql+pymysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/optuna"
+    args = [str(Path(sys.executable).parent / "optuna-spark"), "tune", "--study", "restart",
+            "--objective", "sleep", "--n-trials", "40", "--n-jobs", "2", "--storage", mariadb.url(),
+            "--password-file", str(password_file), "--output", "json"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, before = time.time() + 180, 0
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            before = len(optuna.load_study(study_name="restart", storage=url_with_pw).trials)
+            if before >= 8:
+                break
+        except Exception:
+            pass
+    mariadb.stop()
+    assert 8 <= before < 40, "the restart must fall in the middle of the study"
+    time.sleep(4)
+    mariadb.start()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+    trials = optuna.load_study(study_name="restart", storage=url_with_pw).trials
+    assert summary["finished"] == 40
+    assert [t.state.name for t in trials].count("COMPLETE") == 40
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
