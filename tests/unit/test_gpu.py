@@ -1,0 +1,64 @@
+"""GPU mode of the XGBoost study: configuration and device choice. No GPU here: the Spark task
+context that would carry the GPU is a stub in the tests named so."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.resource import ResourceInformation
+
+from runner.cli import build_parser, spark_settings
+from runner.objectives import context
+from runner.submit import build_submit_command
+
+
+def test_cli_gpu_flag_sets_one_gpu_per_executor_and_task() -> None:
+    args = build_parser().parse_args(["tune", "--objective", "xgboost-wine", "--gpu",
+                                      "--gpu-discovery-script", "/opt/spark/bin/getGpusResources.sh",
+                                      "--master", "spark://driver:7077"])
+    spark = spark_settings(args, {})
+    spark.validate()
+    argv = build_submit_command(spark, [], default_python="py").argv
+    assert "spark.executor.resource.gpu.amount=1" in argv
+    assert "spark.task.resource.gpu.amount=1" in argv
+    assert "spark.executor.resource.gpu.discoveryScript=/opt/spark/bin/getGpusResources.sh" in argv
+
+
+def test_gpu_from_the_runner_config_file() -> None:
+    args = build_parser().parse_args(["tune"])
+    assert spark_settings(args, {"gpu": True}).gpu is True
+    assert spark_settings(args, {}).gpu is False
+
+
+def test_outside_a_spark_task_xgboost_runs_on_cpu() -> None:
+    assert context.device_for_task(require_gpu=False) == "cpu"
+    with pytest.raises(RuntimeError, match="no 'gpu' resource"):
+        context.device_for_task(require_gpu=True)
+
+
+class _StubTaskContext:
+    def __init__(self, resources: dict) -> None:
+        self._resources = resources
+
+    def resources(self) -> dict:
+        return self._resources
+
+    def cpus(self) -> int:
+        return 2
+
+
+def test_device_is_the_gpu_spark_gave_the_task_with_a_stub_task_context(monkeypatch) -> None:
+    import pyspark
+
+    stub = _StubTaskContext({"gpu": ResourceInformation("gpu", ["3"])})
+    monkeypatch.setattr(pyspark.TaskContext, "get", staticmethod(lambda: stub))
+    assert context.device_for_task(require_gpu=True) == "cuda:3"
+    assert context.task_cpus() == 2
+
+
+def test_a_task_without_gpu_in_gpu_mode_fails_loudly_with_a_stub_task_context(monkeypatch) -> None:
+    import pyspark
+
+    monkeypatch.setattr(pyspark.TaskContext, "get", staticmethod(lambda: _StubTaskContext({})))
+    with pytest.raises(RuntimeError, match="GPU mode is on"):
+        context.device_for_task(require_gpu=True)
+    assert context.device_for_task(require_gpu=False) == "cpu"
