@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", help="the best trial of a study")
     best.add_argument("--study", required=True)
     _storage_args(best)
+    optuna_cmd = sub.add_parser(
+        "optuna", help="Optuna's own command line on the configured storage",
+        description="Runs `optuna ARGS` with OPTUNA_STORAGE set from the runner's storage and "
+                    "password (in the environment, never on a command line). "
+                    "Example: optuna-spark optuna -- trials --study-name optuna-spark -f json")
+    _storage_args(optuna_cmd)
+    optuna_cmd.add_argument("optuna_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -394,9 +401,27 @@ def cmd_best(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_optuna(args: argparse.Namespace) -> int:
+    import shutil
+
+    cfg = _file_config(args)
+    target, _ = resolve_storage(args, cfg)
+    exe = shutil.which("optuna") or str(Path(sys.executable).with_name("optuna"))
+    if not os.access(exe, os.X_OK):
+        raise Failure("Optuna's command line (optuna) is not installed beside the runner")
+    rest = args.optuna_args[1:] if args.optuna_args[:1] == ["--"] else args.optuna_args
+    if not rest:
+        raise ConfigError("give Optuna's command, e.g. optuna-spark optuna -- studies")
+    if any(a == "--storage" or a.startswith("--storage=") for a in rest):
+        raise ConfigError("do not pass --storage: the runner's storage is used (OPTUNA_STORAGE)")
+    env = {**os.environ, "OPTUNA_STORAGE": target.connect_url()}
+    os.execve(exe, [exe, *rest], env)
+    return EXIT_FAILED  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best}
+    handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "optuna": cmd_optuna}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

@@ -67,6 +67,11 @@ def test_password_from_the_environment(mariadb, run_cli) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["finished"] == 6
     assert mariadb.password not in proc.stdout + proc.stderr
+    # Optuna's own command line reads the same study through the runner's storage settings.
+    cli = run_cli("optuna", "--storage", mariadb.url(), "--", "trials", "--study-name", "env-pw", "-f", "json",
+                  env={"OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password})
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert [t["state"] for t in json.loads(cli.stdout)] == ["COMPLETE"] * 6
 
 
 def test_a_database_restart_mid_study_loses_nothing(mariadb, password_file: Path, tmp_path: Path) -> None:
