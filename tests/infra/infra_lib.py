@@ -265,5 +265,15 @@ def listening_addresses(node: Node, port: int | str) -> list[str]:
     return sorted(found)
 
 
+_ARCHIVE_SHA256: dict[str, str] = {}
+
+
+def archive_sha256(driver: Node) -> str:
+    """sha256 of the driver's packed runtime (computed once per run: it is ~600 MB)."""
+    if driver.name not in _ARCHIVE_SHA256:
+        _ARCHIVE_SHA256[driver.name] = driver.host.file(driver.var("optuna_runtime_archive_path")).sha256sum
+    return _ARCHIVE_SHA256[driver.name]
+
+
 def random_token() -> str:
     return secrets.token_hex(8)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-from pathlib import Path
 
-from infra_lib import Node, alive_worker_hosts, listening_addresses, master_state, mysql_root
+from infra_lib import Node, alive_worker_hosts, archive_sha256, listening_addresses, master_state, mysql_root
 
 
 # ------------------------------------------------------------------------------------ MySQL
@@ -125,16 +123,21 @@ def test_optuna_user_grants_exactly_as_configured(driver: Node) -> None:
 def test_packed_archive_present_with_expected_checksum(driver: Node) -> None:
     path = driver.var("optuna_runtime_archive_path")
     archive = driver.host.file(path)
-    assert archive.is_file, f"{driver.name}: {path} is missing, expected the packed runtime"
-    actual = archive.sha256sum
-    # The role fetches the archive to the controller and unpacks that copy on the workers: the
-    # controller's copy must be the same bytes.
-    controller = Path(driver.var("optuna_runtime_controller_cache")) / Path(path).name
-    assert controller.is_file(), (
-        f"{driver.name}: the controller's copy {controller} is missing (converge from this controller first)")
-    expected = hashlib.sha256(controller.read_bytes()).hexdigest()
-    assert actual == expected, (
-        f"{driver.name}: {path} has sha256 {actual}, expected {expected} (the controller's {controller})")
+    assert archive.is_file and archive.size > 0, f"{driver.name}: {path} is missing or empty, expected the packed runtime"
+    magic = driver.check(f"head -c 2 {path} | od -An -tx1").split()
+    assert magic == ["1f", "8b"], f"{driver.name}: {path} is not gzip data (starts with {magic})"
+    actual = archive_sha256(driver)
+    # The role records the sha256 of the archive it unpacked in every worker's env: each must be
+    # this archive's (the controller's copy in work/runtime/ is only a relay, shared by every
+    # inventory converged from this checkout, so it is not the reference).
+    recorded = {}
+    for name in driver.cluster.workers:
+        worker = driver.cluster.host(name)
+        marker = worker.file(f"{driver.cluster.var(name, 'optuna_runtime_env_path')}/.optuna-env.sha256")
+        recorded[name] = marker.content_string.strip() if marker.is_file else "no marker"
+    differ = {name: digest for name, digest in recorded.items() if digest != actual}
+    assert not differ, (f"{driver.name}: {path} has sha256 {actual}, but the workers' runtimes were unpacked from "
+                        + ", ".join(f"{n}: {d}" for n, d in sorted(differ.items())))
     # The spec marker the role wrote after building it.
     marker = driver.host.file(f"{driver.var('optuna_runtime_root')}/optuna-env.spec")
     assert marker.is_file and re.fullmatch(r"[0-9a-f]{64}", marker.content_string.strip()), \

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from infra_lib import Cluster, Node, alive_worker_hosts, http_get, master_state, random_token
+from infra_lib import Cluster, Node, alive_worker_hosts, archive_sha256, http_get, master_state, random_token
 
 # What the seed's tasks import on an executor (the role's own list is checked too).
 SEED_IMPORTS = ["optuna", "joblibspark", "xgboost", "MySQLdb"]
@@ -71,7 +71,7 @@ def test_runtime_unpacked_from_the_driver_archive(worker: Node, the_driver: Node
     marker_path = f"{worker.var('optuna_runtime_env_path')}/.optuna-env.sha256"
     marker = worker.host.file(marker_path)
     assert marker.is_file, f"{worker.name}: {marker_path} is missing, expected the unpacked archive's sha256"
-    expected = the_driver.host.file(the_driver.var("optuna_runtime_archive_path")).sha256sum
+    expected = archive_sha256(the_driver)
     assert marker.content_string.strip() == expected, (
         f"{worker.name}: the runtime was unpacked from an archive with sha256 {marker.content_string.strip()}, "
         f"expected the driver's {expected}")
