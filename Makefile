@@ -63,3 +63,7 @@ clean: ## remove local state (venv, work/)
 .PHONY: bench
 bench: venv ## parallel efficiency: runner (shared/static split) vs Optuna's threads, side by side
 	$(BIN)/python bench/efficiency.py
+
+.PHONY: test-cluster
+test-cluster: venv ## end to end on a converged lab: both studies, both runtimes, faults
+	OPTUNA_SPARK_INVENTORY=$(if $(strip $(INVENTORY)),$(INVENTORY),inventory/lab) $(BIN)/pytest -q -p no:cacheprovider tests/cluster

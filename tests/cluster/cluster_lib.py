@@ -1,0 +1,120 @@
+"""End-to-end tests on a converged lab: the runner on the driver, executors on the workers,
+the studies in MySQL on the driver. Faults are injected with the lab's handles (lab/lab.py).
+
+    make test-cluster                      # the default lab, inventory/lab
+    make test-cluster INVENTORY=inventory/lab-x LAB_NAME=x
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = os.environ.get("OPTUNA_SPARK_INVENTORY", str(ROOT / "inventory" / "lab"))
+RUNNER = "/opt/optuna-spark/env/bin/optuna-spark"
+# Faster fault detection than the defaults, so that a killed worker costs seconds, not minutes.
+FAST_FAULTS = ["--heartbeat-interval", "2", "--grace-period", "10",
+               "--conf", "spark.network.timeout=30s", "--conf", "spark.executor.heartbeatInterval=5s",
+               "--conf", "spark.network.timeoutInterval=5s"]
+
+
+def on_driver_argv(*command: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bin" / "on-driver"), INVENTORY, "--", *command]
+
+
+def on_driver(*command: str, input: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(on_driver_argv(*command), input=input, capture_output=True, text=True,
+                          timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def lab(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), *args], check=True, capture_output=True,
+                   text=True, timeout=300)
+
+
+def runner(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    # Run from /tmp on the driver so that job files and logs land in /tmp/work.
+    return on_driver("sh", "-c", "cd /tmp && exec " + " ".join(_q(a) for a in (RUNNER, *args)), timeout=timeout)
+
+
+def runner_background(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(on_driver_argv("sh", "-c", "cd /tmp && exec " + " ".join(_q(a) for a in (RUNNER, *args))),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def status(study: str) -> dict:
+    proc = runner("status", "--study", study, "--output", "json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def wait_for_trials(study: str, at_least: int, timeout: float = 240) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        proc = runner("status", "--study", study, "--output", "json", timeout=120)
+        if proc.returncode == 0:
+            n = sum(json.loads(proc.stdout)["states"].values())
+            if n >= at_least:
+                return n
+        time.sleep(1)
+    raise AssertionError(f"study {study} did not reach {at_least} trials in {timeout} s")
+
+
+MASTER_JSON = """
+import json, tomllib, urllib.parse, urllib.request
+master = tomllib.load(open('/etc/optuna-spark/runner.toml', 'rb'))['master']
+host = urllib.parse.urlparse(master).hostname
+data = json.load(urllib.request.urlopen(f'http://{host}:8080/json/', timeout=10))
+print(json.dumps(sorted(w['host'] for w in data['workers'] if w['state'] == 'ALIVE')))
+"""
+
+
+def alive_workers() -> list[str]:
+    """Addresses of the workers the Spark master reports ALIVE."""
+    proc = on_driver("/opt/optuna-spark/env/bin/python", "-c", MASTER_JSON, timeout=60)
+    return json.loads(proc.stdout) if proc.returncode == 0 else []
+
+
+def worker_names() -> list[str]:
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", INVENTORY, "--list"],
+                          capture_output=True, text=True, check=True)
+    data = json.loads(proc.stdout)
+    return data["workers"]["hosts"]
+
+
+def wait_alive(count: int, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(alive_workers()) >= count:
+            return
+        time.sleep(2)
+    raise AssertionError(f"fewer than {count} Spark workers ALIVE after {timeout} s: {alive_workers()}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def converged_cluster():
+    if not Path(INVENTORY).exists():
+        pytest.fail(f"no inventory at {INVENTORY}: run `make lab-up converge` first")
+    proc = on_driver("test", "-x", RUNNER)
+    if proc.returncode != 0:
+        pytest.fail(f"the runner is not installed on the driver ({RUNNER}): run `make converge` first")
+    wait_alive(len(worker_names()))
+
+
+@pytest.fixture
+def study_name() -> str:
+    return f"e2e-{uuid.uuid4().hex[:8]}"
