@@ -143,19 +143,22 @@ class Cluster:
     # testinfra hosts ---------------------------------------------------------------------
 
     def host(self, name: str):
+        """The testinfra host for inventory host `name` (checked reachable once)."""
         if name not in self._hosts:
             hv = self.inventory_vars(name)
             connection = str(hv.get("ansible_connection", "ssh"))
             if connection in PODMAN_CONNECTIONS and not self.force_ansible:
                 container = str(hv.get("ansible_host", name))
                 user = hv.get("ansible_user")
-                spec = f"podman://{user}@{container}" if user else f"podman://{container}"
-                self._hosts[name] = testinfra.get_host(spec)
+                host = testinfra.get_host(f"podman://{user}@{container}" if user else f"podman://{container}")
             else:
                 native = connection in ("smart", "ssh", "paramiko_ssh", "local")
-                self._hosts[name] = testinfra.get_host(
-                    f"ansible://{name}", ansible_inventory=str(self.inventory),
-                    force_ansible=self.force_ansible or not native)
+                host = testinfra.get_host(f"ansible://{name}", ansible_inventory=str(self.inventory),
+                                          force_ansible=self.force_ansible or not native)
+            probe = host.run("true")
+            assert probe.rc == 0, (f"{name}: unreachable through {host.backend.get_connection_type()}"
+                                   f" (rc {probe.rc}): {(probe.stderr or probe.stdout).strip()[-400:]}")
+            self._hosts[name] = host
         return self._hosts[name]
 
     # ansible ad-hoc ----------------------------------------------------------------------
