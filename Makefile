@@ -29,8 +29,8 @@ $(STAMP): $(LOCK) pyproject.toml
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml
 	rm -rf work/lockenv && $(PYTHON) -m venv work/lockenv
-	work/lockenv/bin/pip install --quiet '.[xgboost,dev]'
-	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --exclude optuna-spark; echo setuptools==65.5.0; echo wheel==0.48.0; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	work/lockenv/bin/pip install --quiet setuptools wheel '.[xgboost,dev]'
+	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --all --exclude optuna-spark --exclude pip; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 # With INVENTORY set, the runner runs on the cluster's driver (bin/on-driver: podman exec for the
 # lab, ssh otherwise) and reads /etc/optuna-spark/runner.toml there: MySQL storage, spark:// master.
