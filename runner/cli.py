@@ -204,14 +204,11 @@ def _open_existing(target: Any) -> Any | None:
 
 
 def _study_trials(storage: Any, name: str) -> tuple[int, Any, list[Any]]:
-    import optuna
-
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         raise Failure(f"no study named {name!r} in this storage") from None
     direction = storage.get_study_directions(study_id)[0]
-    _ = optuna  # storage API only
     return study_id, direction, storage.get_all_trials(study_id, deepcopy=False)
 
 
@@ -346,21 +343,26 @@ def _last_error_line(log_path: Path) -> str:
     return lines[-1].strip()[:300] if lines else "no output"
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from runner.report import format_summary, summarize, to_json
+def _read_storage(args: argparse.Namespace, study: str | None) -> Any | None:
+    """The storage to read a study from (None: the database has no Optuna tables yet)."""
     from runner.storage import StorageError
 
-    cfg = _file_config(args)
-    target, _ = resolve_storage(args, cfg)
+    target, _ = resolve_storage(args, _file_config(args))
     try:
         storage = _open_existing(target)
     except StorageError as exc:
         raise Failure(str(exc)) from None
-    if args.study is None:
-        import optuna
+    if storage is None and study is not None:
+        raise Failure(f"no study named {study!r} in this storage")
+    return storage
 
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from runner.report import format_summary, summarize, to_json
+
+    storage = _read_storage(args, args.study)
+    if args.study is None:
         names = [] if storage is None else [s.study_name for s in storage.get_all_studies()]
-        _ = optuna
         if args.output == "json":
             import json
 
@@ -368,8 +370,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print("\n".join(names) if names else "no studies")
         return EXIT_OK
-    if storage is None:
-        raise Failure(f"no study named {args.study!r} in this storage")
     study_id, direction, trials = _study_trials(storage, args.study)
     summary = summarize(args.study, trials, _study_budget(storage, study_id), direction)
     print(to_json(summary) if args.output == "json" else format_summary(summary))
@@ -378,16 +378,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_best(args: argparse.Namespace) -> int:
     from runner.report import summarize, to_json
-    from runner.storage import StorageError
 
-    cfg = _file_config(args)
-    target, _ = resolve_storage(args, cfg)
-    try:
-        storage = _open_existing(target)
-    except StorageError as exc:
-        raise Failure(str(exc)) from None
-    if storage is None:
-        raise Failure(f"no study named {args.study!r} in this storage")
+    storage = _read_storage(args, args.study)
     _, direction, trials = _study_trials(storage, args.study)
     best = summarize(args.study, trials, None, direction)["best"]
     if best is None:

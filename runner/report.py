@@ -82,7 +82,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"study {summary['study']} ({summary['direction']})"]
     budget = summary.get("budget")
     lines.append(f"  finished   {summary['finished']}" + (f" of {budget}" if budget else ""))
-    lines.append("  states     " + ", ".join(f"{k} {v}" for k, v in summary["states"].items()))
+    lines.append("  states     " + (", ".join(f"{k} {v}" for k, v in summary["states"].items()) or "no trial"))
     if summary.get("retried_stale"):
         lines.append(f"  retried    {summary['retried_stale']} stale trial(s) (their tasks died)")
     best = summary.get("best")
