@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO, run_tool, tool
+from ansible_lib import REPO, run_tool, tool
 
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_tool, tool
+from ansible_lib import run_tool, tool
 
 PASSWORD = "preflight-test-password-0123"
 FIRST_CHANGING_PLAY = "MySQL/MariaDB on the driver"
