@@ -131,6 +131,46 @@ class Heartbeat(threading.Thread):
         self.join(timeout=self.interval + 1)
 
 
+def fail_orphaned_trials(study: Any, grace_period: float, callback: Any) -> int:
+    """RUNNING trials that never got a heartbeat (their task died between creating the trial and
+    its first beat) are invisible to Optuna's stale check: fail and retry them like stale ones."""
+    import datetime
+
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    if not hasattr(rdb, "scoped_session"):
+        return 0
+    session = rdb.scoped_session()
+    try:
+        rows = (
+            session.query(models.TrialModel.trial_id, models.TrialModel._datetime_start_utc)
+            .outerjoin(models.TrialHeartbeatModel,
+                       models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study._study_id,
+                    models.TrialModel.state == TrialState.RUNNING,
+                    models.TrialHeartbeatModel.trial_heartbeat_id.is_(None))
+            .all()
+        )
+    finally:
+        rdb.scoped_session.remove()
+    # Optuna stores datetime_start as naive UTC.
+    limit = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=grace_period)
+    failed = 0
+    for trial_id, started in rows:
+        if started is None or started > limit:
+            continue
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                failed += 1
+                callback(study, storage.get_trial(trial_id))
+        except Exception:  # noqa: BLE001 - another task got there first
+            continue
+    return failed
+
+
 def pop_waiting_trial(storage: Any, study_id: int) -> int | None:
     """Take a WAITING trial (a stale trial's retry, or one enqueued by the user), as ask() does."""
     from optuna.trial import TrialState
@@ -270,6 +310,8 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
                     if not active:
                         break
                     time.sleep(IDLE_POLL_SECONDS)
+                    retrying(lambda: fail_orphaned_trials(study, settings.grace_period, callback),
+                             "failing orphaned trials", outage)
                     continue
             if run_one_trial(study, objective, host, settings.heartbeat_interval, outage):
                 run += 1
