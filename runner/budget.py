@@ -5,12 +5,14 @@ up to N - 1. Here a task *claims* a slot before it asks for a trial, with one at
 `UPDATE ... SET claimed = claimed + 1 WHERE claimed < budget` in the study's own database; the
 update succeeds for at most `budget` claims in total, whatever the concurrency.
 
-Invariant: claims = trials that are RUNNING, WAITING, COMPLETE, PRUNED or FAIL, minus the FAIL
-trials that were retried. A trial that goes stale (its task died) gives its claim back when the
-retry callback enqueues its copy; the copy is run by whoever claims next (`ask()` takes WAITING
-trials first). `reconcile()` recomputes the count from the trials themselves, so a claim lost
-between the UPDATE and the trial's creation (a task killed in that instant) is recovered on the
-next run.
+Invariant: claims = trials that are RUNNING, COMPLETE, PRUNED or FAIL, minus the FAIL trials
+that were retried. WAITING trials (a stale trial's retry, or one the user enqueued) hold no claim:
+the task that takes one claims first, like for a new trial. A trial that goes stale (its task died)
+gives its claim back when the retry callback has enqueued its copy, and whoever claims next runs
+the copy (tasks take WAITING trials first). State changes are atomic (runner.trials), so a WAITING
+trial is taken, and a stale one failed and retried, exactly once. `reconcile()` recomputes the
+count from the trials themselves, so a claim lost between the UPDATE and the trial's creation (a
+task killed in that instant) is recovered on the next run.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def counted_trials(trials: Iterable[Any]) -> int:
     retried = retried_numbers(trials)
     count = 0
     for t in trials:
-        if t.state == TrialState.FAIL and t.number in retried:
+        if t.state == TrialState.WAITING or (t.state == TrialState.FAIL and t.number in retried):
             continue
         count += 1
     return count

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from runner.config import Job
+from runner.trials import fail_dead_trials, take_waiting_trial
 
 IDLE_POLL_SECONDS = 1.0
 # How long a task waits out an unreachable storage (a MySQL restart) before it gives up.
@@ -22,14 +23,15 @@ OUTAGE_SECONDS = 120.0
 class ReleasingRetryCallback:
     """Optuna's stale-trial retry, plus: give the dead trial's budget claim back.
 
-    The copy is enqueued first and the claim released after, so that at no instant do the
-    trials hold more claims than the counter has given out (see runner.budget).
+    The dead trial, now a retried FAIL, and its WAITING copy hold no claim (runner.budget); the
+    task that takes the copy claims one. The copy is enqueued before the claim is released, so a
+    task that wins that claim finds the copy to run.
     """
 
     def __init__(self, max_retry: int, budget: Any) -> None:
-        from optuna.storages import RetryFailedTrialCallback
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        self._retry = RetryFailedTrialCallback(max_retry=max_retry)
+        self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         self._max_retry = max_retry
         self.budget = budget
 
@@ -131,59 +133,6 @@ class Heartbeat(threading.Thread):
         self.join(timeout=self.interval + 1)
 
 
-def fail_orphaned_trials(study: Any, grace_period: float, callback: Any) -> int:
-    """RUNNING trials that never got a heartbeat (their task died between creating the trial and
-    its first beat) are invisible to Optuna's stale check: fail and retry them like stale ones."""
-    import datetime
-
-    from optuna.storages._rdb import models
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
-    if not hasattr(rdb, "scoped_session"):
-        return 0
-    session = rdb.scoped_session()
-    try:
-        rows = (
-            session.query(models.TrialModel.trial_id, models.TrialModel._datetime_start_utc)
-            .outerjoin(models.TrialHeartbeatModel,
-                       models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
-            .filter(models.TrialModel.study_id == study._study_id,
-                    models.TrialModel.state == TrialState.RUNNING,
-                    models.TrialHeartbeatModel.trial_heartbeat_id.is_(None))
-            .all()
-        )
-    finally:
-        rdb.scoped_session.remove()
-    # Optuna stores datetime_start as naive UTC.
-    limit = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=grace_period)
-    failed = 0
-    for trial_id, started in rows:
-        if started is None or started > limit:
-            continue
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                failed += 1
-                callback(study, storage.get_trial(trial_id))
-        except Exception:  # noqa: BLE001 - another task got there first
-            continue
-    return failed
-
-
-def pop_waiting_trial(storage: Any, study_id: int) -> int | None:
-    """Take a WAITING trial (a stale trial's retry, or one enqueued by the user), as ask() does."""
-    from optuna.trial import TrialState
-
-    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return int(t._trial_id)
-        except Exception:  # noqa: BLE001 - someone else took it
-            continue
-    return None
-
-
 def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: float,
                   outage_timeout: float) -> bool:
     """Ask, evaluate and tell one trial, surviving storage outages. False: no trial was created
@@ -194,7 +143,7 @@ def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: flo
     storage, study_id = study._storage, study._study_id
     errors = transient_errors()
     try:
-        trial_id = pop_waiting_trial(storage, study_id)
+        trial_id = take_waiting_trial(storage, study_id)
         if trial_id is None:
             trial_id = storage.create_new_trial(study_id)
     except errors:
@@ -294,7 +243,8 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
         # Stale trials (their task died) are failed and re-enqueued, their claim handed back.
         nonlocal last_stale_check
         if time.monotonic() - last_stale_check >= settings.heartbeat_interval:
-            retrying(lambda: optuna.storages.fail_stale_trials(study), "failing stale trials", outage)
+            retrying(lambda: fail_dead_trials(study, settings.grace_period, callback), "failing stale trials",
+                     outage)
             last_stale_check = time.monotonic()
 
     try:
@@ -304,14 +254,14 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
                 claimed = retrying(lambda: budget.claim(settings.n_trials), "claiming a trial", outage)
                 if not claimed:
                     # Out of claims. Trials still running elsewhere may go stale (a dead executor)
-                    # and give their claim back: wait for them rather than leave early.
-                    active = retrying(lambda: study.get_trials(
-                        deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)), "polling", outage)
+                    # and give their claim back: wait for them rather than leave early. WAITING
+                    # trials hold no claim (runner.budget): left over, they wait for a next run.
+                    active = retrying(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)),
+                                      "polling", outage)
                     if not active:
                         break
                     time.sleep(IDLE_POLL_SECONDS)
-                    retrying(lambda: fail_orphaned_trials(study, settings.grace_period, callback),
-                             "failing orphaned trials", outage)
+                    last_stale_check = 0.0
                     continue
             if run_one_trial(study, objective, host, settings.heartbeat_interval, outage):
                 run += 1

@@ -116,5 +116,9 @@ def converged_cluster():
 
 
 @pytest.fixture
-def study_name() -> str:
-    return f"e2e-{uuid.uuid4().hex[:8]}"
+def study_name():
+    yield f"e2e-{uuid.uuid4().hex[:8]}"
+    # A test that failed half-way must not leave its application holding the workers' cores,
+    # or every later test would wait for executors (pkill: exit 1 when nothing matched).
+    on_driver("pkill", "-9", "-f", "runner/spark_app.py|org.apache.spark.deploy.SparkSubmit|optuna-spark tune",
+              timeout=60)

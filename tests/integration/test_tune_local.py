@@ -49,6 +49,22 @@ def test_quadratic_ends_with_exactly_its_budget_and_resumes(run_cli, tmp_path: P
     assert json.loads(best.stdout)["value"] == load(tmp_path, "q").best_value
 
 
+def test_enqueued_trials_run_once_each_within_the_budget(run_cli, tmp_path: Path) -> None:
+    """Trials the user enqueued (WAITING) are taken first, each by exactly one task, and count
+    once against the budget (four tasks race for them on one SQLite file)."""
+    (tmp_path / "work").mkdir()
+    study = optuna.create_study(study_name="enq", storage=f"sqlite:///{tmp_path / 'work' / 'optuna.db'}")
+    points = [{"x": float(i), "y": 3.0} for i in range(6)]
+    for p in points:
+        study.enqueue_trial(p)
+    s = summary_of(run_cli("tune", "--study", "enq", "--n-trials", "10", "--n-jobs", "4",
+                           "--master", "local[4]", "--output", "json"))
+    trials = load(tmp_path, "enq").trials
+    assert s["finished"] == 10 == len(trials) == finished_trials(trials)
+    assert [t.params for t in trials[:6]] == points  # each enqueued point ran once, as enqueued
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
 def test_text_output_streams_progress_and_prints_the_best_value(run_cli) -> None:
     proc = run_cli("tune", "--n-trials", "12")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -26,9 +26,9 @@ def test_a_retried_stale_trial_holds_no_claim() -> None:
         trial(2, TrialState.FAIL),                                  # objective failure
         trial(3, TrialState.FAIL, failed_trial=1, retry_history=[1]),  # went stale again: #4
         trial(4, TrialState.RUNNING, failed_trial=1, retry_history=[1, 3]),
-        trial(5, TrialState.WAITING),
+        trial(5, TrialState.WAITING),                               # enqueued: no claim yet
     ]
-    assert counted_trials(trials) == 4  # 0, 2, 4, 5
+    assert counted_trials(trials) == 3  # 0, 2, 4
     assert finished_trials(trials) == 2  # 0 and 2
 
 
