@@ -228,8 +228,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = _file_config(args)
     spark = spark_settings(args, cfg)
     spark.validate()
+    target, password_file = resolve_storage(args, cfg)
     study = StudySettings(
-        name=args.study, storage="sqlite:///placeholder", direction=args.direction,
+        name=args.study, storage=target.url, direction=args.direction,
         n_trials=args.n_trials, timeout=args.timeout,
         n_jobs=_pick(args, cfg, "n_jobs", 2), split=args.split, sampler_seed=args.seed,
         pruner=args.pruner, heartbeat_interval=args.heartbeat_interval,
@@ -239,8 +240,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
         study = replace(study, n_trials=200 if args.objective == "quadratic" else 100)
     study.validate()
     objective = objectives.resolve(args.objective)
-    target, password_file = resolve_storage(args, cfg)
-    study = replace(study, storage=target.url)
 
     submit = find_spark_submit(spark.spark_submit)
     if submit is None:
