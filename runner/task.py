@@ -40,7 +40,8 @@ class ReleasingRetryCallback:
         will_retry = self._max_retry >= len(history)
         self._retry(study, trial)
         if will_retry and self.budget is not None:
-            self.budget.release()
+            # Retried on its own: the trial is FAIL by now, a second pass would not come back here.
+            retrying(self.budget.release, "giving a claim back", OUTAGE_SECONDS)
 
 
 def make_sampler(job: Job, index: int) -> Any:
@@ -138,7 +139,6 @@ def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: flo
     """Ask, evaluate and tell one trial, surviving storage outages. False: no trial was created
     (the storage failed at creation); the caller gives its claim back."""
     import optuna
-    from optuna.trial import TrialState
 
     storage, study_id = study._storage, study._study_id
     errors = transient_errors()
@@ -153,36 +153,52 @@ def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: flo
     beat = Heartbeat(storage, trial_id, heartbeat_interval)
     beat.start()
     try:
-        trial = retrying(lambda: optuna.Trial(study, trial_id), "loading the trial", outage_timeout)
-        retrying(lambda: trial.set_user_attr("host", host), "recording the host", outage_timeout)
-        value, state = None, TrialState.COMPLETE
-        for attempt in range(4):
-            try:
-                value = objective(trial)
-                break
-            except optuna.TrialPruned:
-                state = TrialState.PRUNED
-                break
-            except errors:
-                # The storage went away under the objective (suggest/report write to it): wait for
-                # it and evaluate the same trial again; stored suggestions come back unchanged.
-                if attempt == 3:
-                    raise
-                retrying(lambda: storage.get_study_directions(study_id), "evaluating a trial", outage_timeout)
-            except (Exception, SystemExit) as exc:
-                message = f"{type(exc).__name__}: {exc}"[:2000]
-                retrying(lambda: trial.set_user_attr("fail_reason", message), "recording a failure",
-                         outage_timeout)
-                state = TrialState.FAIL
-                break
-        if state == TrialState.COMPLETE:
-            retrying(lambda: study.tell(trial, value, skip_if_finished=True), "telling a result", outage_timeout)
-        else:
-            retrying(lambda: study.tell(trial, state=state, skip_if_finished=True), "telling a result",
-                     outage_timeout)
+        _evaluate(study, trial_id, objective, host, outage_timeout)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Another task took this trial for dead (its heartbeats lapsed in a storage outage longer
+        # than the grace period) and enqueued a retry with the claim: drop this evaluation.
+        pass
     finally:
         beat.stop()
     return True
+
+
+def _evaluate(study: Any, trial_id: int, objective: Any, host: str, outage_timeout: float) -> None:
+    """Evaluate the trial and tell its result; the objective's errors become a FAIL trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage, study_id = study._storage, study._study_id
+    errors = transient_errors()
+    trial = retrying(lambda: optuna.Trial(study, trial_id), "loading the trial", outage_timeout)
+    retrying(lambda: trial.set_user_attr("host", host), "recording the host", outage_timeout)
+    value, state = None, TrialState.COMPLETE
+    for attempt in range(4):
+        try:
+            value = objective(trial)
+            break
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+            break
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise
+        except errors:
+            # The storage went away under the objective (suggest/report write to it): wait for
+            # it and evaluate the same trial again; stored suggestions come back unchanged.
+            if attempt == 3:
+                raise
+            retrying(lambda: storage.get_study_directions(study_id), "evaluating a trial", outage_timeout)
+        except (Exception, SystemExit) as exc:
+            message = f"{type(exc).__name__}: {exc}"[:2000]
+            retrying(lambda: trial.set_user_attr("fail_reason", message), "recording a failure",
+                     outage_timeout)
+            state = TrialState.FAIL
+            break
+    if state == TrialState.COMPLETE:
+        retrying(lambda: study.tell(trial, value, skip_if_finished=True), "telling a result", outage_timeout)
+    else:
+        retrying(lambda: study.tell(trial, state=state, skip_if_finished=True), "telling a result",
+                 outage_timeout)
 
 
 def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
