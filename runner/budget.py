@@ -18,7 +18,8 @@ task killed in that instant) is recovered on the next run.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 TABLE = "optuna_spark_budget"
 
@@ -55,6 +56,38 @@ def finished_trials(trials: Iterable[Any]) -> int:
     return sum(1 for t in trials if t.state in done and not (t.state == TrialState.FAIL and t.number in retried))
 
 
+@dataclass
+class LeakWatch:
+    """Decides, for a task out of claims with no trial RUNNING, whether the study is done.
+
+    Claims above what the trials hold are either in flight (a task between its claim and its
+    trial's creation: milliseconds) or lost (that task died in between). A gap that stays for
+    `patience` seconds while the counter does not change at all (`changes` counts every claim,
+    release and repair, so a claim given back and taken again is seen) is a loss: "repair" gives
+    the lost claims back, so that this run, not only the next one, ends at exactly its budget.
+    Pure: unit-tested.
+    """
+
+    patience: float
+    _seen: tuple[int, int, int] | None = None
+    _since: float = 0.0
+
+    def reset(self) -> None:
+        self._seen = None
+
+    def observe(self, claimed: int, changes: int, counted: int, now: float) -> Literal["done", "wait", "repair"]:
+        if claimed <= counted:
+            self._seen = None
+            return "done"
+        if self._seen != (claimed, changes, counted):
+            self._seen, self._since = (claimed, changes, counted), now
+            return "wait"
+        if now - self._since >= self.patience:
+            self._seen = None
+            return "repair"
+        return "wait"
+
+
 class Budget:
     """The claim counter of one study, in a table beside Optuna's own."""
 
@@ -67,11 +100,19 @@ class Budget:
             TABLE, self._meta,
             Column("study_id", Integer, primary_key=True, autoincrement=False),
             Column("claimed", Integer, nullable=False),
+            # Bumped by every change of `claimed`: a version for LeakWatch's conditional repair.
+            Column("changes", Integer, nullable=False, server_default="0"),
         )
         self.study_id = study_id
 
     def create(self) -> None:
+        from sqlalchemy import inspect, text
+
         self._meta.create_all(self._engine, checkfirst=True)
+        columns = {c["name"] for c in inspect(self._engine).get_columns(TABLE)}
+        if "changes" not in columns:  # a table made by an earlier version of the runner
+            with self._engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {TABLE} ADD COLUMN changes INTEGER NOT NULL DEFAULT 0"))
 
     def reconcile(self, claimed: int) -> None:
         """Set the counter to what the trials say (driver side, before tasks start)."""
@@ -79,9 +120,10 @@ class Budget:
 
         t = self._table
         with self._engine.begin() as conn:
-            res = conn.execute(update(t).where(t.c.study_id == self.study_id).values(claimed=claimed))
+            res = conn.execute(update(t).where(t.c.study_id == self.study_id)
+                               .values(claimed=claimed, changes=t.c.changes + 1))
             if res.rowcount == 0:
-                conn.execute(insert(t).values(study_id=self.study_id, claimed=claimed))
+                conn.execute(insert(t).values(study_id=self.study_id, claimed=claimed, changes=0))
 
     def claim(self, limit: int) -> bool:
         from sqlalchemy import update
@@ -91,7 +133,7 @@ class Budget:
             res = conn.execute(
                 update(t)
                 .where(t.c.study_id == self.study_id, t.c.claimed < limit)
-                .values(claimed=t.c.claimed + 1)
+                .values(claimed=t.c.claimed + 1, changes=t.c.changes + 1)
             )
             return res.rowcount == 1
 
@@ -102,8 +144,29 @@ class Budget:
         with self._engine.begin() as conn:
             conn.execute(
                 update(t).where(t.c.study_id == self.study_id, t.c.claimed > 0)
-                .values(claimed=t.c.claimed - 1)
+                .values(claimed=t.c.claimed - 1, changes=t.c.changes + 1)
             )
+
+    def set_if_unchanged(self, changes: int, claimed: int) -> bool:
+        """Set the counter if nothing changed it since `changes` was read (LeakWatch's repair)."""
+        from sqlalchemy import update
+
+        t = self._table
+        with self._engine.begin() as conn:
+            res = conn.execute(
+                update(t).where(t.c.study_id == self.study_id, t.c.changes == changes)
+                .values(claimed=claimed, changes=t.c.changes + 1)
+            )
+            return res.rowcount == 1
+
+    def state(self) -> tuple[int, int]:
+        """(claimed, changes)."""
+        from sqlalchemy import select
+
+        t = self._table
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t.c.claimed, t.c.changes).where(t.c.study_id == self.study_id)).first()
+            return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def claimed(self) -> int:
         from sqlalchemy import select

@@ -208,7 +208,7 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
     from optuna.trial import TrialState
 
     from runner import objectives
-    from runner.budget import Budget
+    from runner.budget import Budget, LeakWatch, counted_trials
     from runner.objectives.xgboost_wine import REQUIRE_GPU_ENV
     from runner.storage import StorageTarget, open_rdb_storage
 
@@ -254,6 +254,7 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
         callback.budget = budget
     outage = OUTAGE_SECONDS
     last_stale_check = 0.0
+    watch = LeakWatch(patience=float(settings.grace_period))
 
     def check_stale() -> None:
         # Stale trials (their task died) are failed and re-enqueued, their claim handed back.
@@ -272,10 +273,21 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
                     # Out of claims. Trials still running elsewhere may go stale (a dead executor)
                     # and give their claim back: wait for them rather than leave early. WAITING
                     # trials hold no claim (runner.budget): left over, they wait for a next run.
-                    active = retrying(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)),
-                                      "polling", outage)
-                    if not active:
-                        break
+                    trials = retrying(lambda: study.get_trials(deepcopy=False), "polling", outage)
+                    if any(t.state == TrialState.RUNNING for t in trials):
+                        watch.reset()
+                    else:
+                        # Nothing running: done, unless claims were lost by a task that died
+                        # between claiming and creating its trial (runner.budget.LeakWatch).
+                        seen, changes = retrying(budget.state, "reading the budget", outage)
+                        counted = counted_trials(trials)
+                        verdict = watch.observe(seen, changes, counted, time.monotonic())
+                        if verdict == "done":
+                            break
+                        if verdict == "repair":
+                            retrying(lambda: budget.set_if_unchanged(changes, counted), "repairing the budget",
+                                     outage)
+                            continue
                     time.sleep(IDLE_POLL_SECONDS)
                     last_stale_check = 0.0
                     continue

@@ -133,6 +133,24 @@ def test_user_objective_as_module_function(run_cli, tmp_path: Path) -> None:
     assert s["finished"] == 6 and s["best"]["value"] >= 1
 
 
+def test_a_claim_lost_mid_run_is_given_back_in_the_same_run(run_cli, tmp_path: Path) -> None:
+    """A task that dies between claiming a slot and creating its trial leaves a claim with no
+    trial; the run must still end at its budget. The objective simulates that loss once (it takes
+    a claim straight from the budget table), as a killed executor would."""
+    db = tmp_path / "work" / "optuna.db"
+    (tmp_path / "leak.py").write_text(
+        "import sqlite3\n"
+        "def f(trial):\n"
+        "    if trial.number == 2:\n"
+        f"        with sqlite3.connect({str(db)!r}, timeout=60) as c:\n"
+        "            c.execute('UPDATE optuna_spark_budget SET claimed = claimed + 1')\n"
+        "    return trial.suggest_float('x', 0, 1)\n")
+    s = summary_of(run_cli("tune", "--study", "leak", "--objective", "leak:f", "--n-trials", "8", "--n-jobs", "2",
+                           "--grace-period", "3", "--heartbeat-interval", "1", "--output", "json"))
+    trials = load(tmp_path, "leak").trials
+    assert s["finished"] == 8 == len(trials) == finished_trials(trials)
+
+
 def test_xgboost_wine(run_cli, tmp_path: Path) -> None:
     s = summary_of(run_cli("tune", "--study", "x", "--objective", "xgboost-wine", "--n-trials", "3",
                            "--n-jobs", "2", "--seed", "0", "--output", "json"))

@@ -72,3 +72,44 @@ def test_counts_match_a_real_study() -> None:
     study = optuna.create_study()
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=4)
     assert counted_trials(study.trials) == finished_trials(study.trials) == 4
+
+
+def test_leak_watch_waits_for_claims_in_flight_then_repairs_a_lasting_gap() -> None:
+    from runner.budget import LeakWatch
+
+    watch = LeakWatch(patience=5)
+    assert watch.observe(claimed=10, changes=20, counted=10, now=0) == "done"
+    assert watch.observe(claimed=10, changes=20, counted=9, now=1) == "wait"    # a claim in flight
+    assert watch.observe(claimed=10, changes=20, counted=10, now=2) == "done"   # ... its trial came
+    assert watch.observe(claimed=10, changes=20, counted=8, now=3) == "wait"
+    assert watch.observe(claimed=10, changes=20, counted=8, now=7.9) == "wait"
+    assert watch.observe(claimed=10, changes=22, counted=8, now=8) == "wait"    # released, re-taken
+    assert watch.observe(claimed=10, changes=22, counted=8, now=12.9) == "wait"
+    assert watch.observe(claimed=10, changes=22, counted=8, now=13) == "repair"
+    assert watch.observe(claimed=10, changes=22, counted=8, now=13.5) == "wait"  # patience again
+    watch.reset()
+    assert watch.observe(claimed=10, changes=22, counted=8, now=14) == "wait"
+
+
+def test_a_repair_loses_to_any_change_since_it_looked(tmp_path: Path) -> None:
+    budget = Budget(f"sqlite:///{tmp_path / 'b.db'}", {}, study_id=1)
+    budget.create()
+    budget.reconcile(10)
+    claimed, changes = budget.state()
+    budget.release()
+    assert budget.claim(10)                       # back at 10 claims, but not unchanged
+    assert budget.state() == (10, changes + 2)
+    assert not budget.set_if_unchanged(changes, 8) and budget.claimed() == 10
+    assert budget.set_if_unchanged(changes + 2, 8) and budget.state() == (8, changes + 3)
+
+
+def test_a_table_of_an_earlier_version_gets_the_new_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "b.db"
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE optuna_spark_budget (study_id INTEGER PRIMARY KEY, claimed INTEGER NOT NULL)")
+        c.execute("INSERT INTO optuna_spark_budget VALUES (1, 4)")
+    budget = Budget(f"sqlite:///{path}", {}, study_id=1)
+    budget.create()
+    assert budget.state() == (4, 0) and budget.claim(5) and budget.state() == (5, 1)
