@@ -66,6 +66,9 @@ def build_submit_command(
 
     argv = [spark.spark_submit, "--master", spark.master, "--deploy-mode", spark.deploy_mode,
             "--name", spark.app_name]
+    user_driver_opts = any(key == "spark.driver.extraJavaOptions" for key, _ in spark.confs)
+    if spark.driver_java_options and not user_driver_opts:
+        argv += ["--driver-java-options", spark.driver_java_options]
     for key, value in confs:
         argv += ["--conf", f"{key}={value}"]
     if archives:

@@ -104,3 +104,15 @@ def test_supported_masters(master: str) -> None:
 def test_bad_spark_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SparkSettings(**kwargs).validate()
+
+
+def test_driver_jvm_starts_fast_by_default_and_the_user_can_override_it() -> None:
+    def opts(spark: SparkSettings) -> str | None:
+        argv = build_submit_command(spark, ["job.json"], default_python="/usr/bin/python3").argv
+        return argv[argv.index("--driver-java-options") + 1] if "--driver-java-options" in argv else None
+
+    assert opts(SparkSettings()) == "-XX:TieredStopAtLevel=1"
+    assert opts(SparkSettings(driver_java_options="-Xss4m")) == "-Xss4m"
+    assert opts(SparkSettings(driver_java_options="")) is None
+    # The user's own driver options (a --conf) are not overridden by ours.
+    assert opts(SparkSettings(confs=(("spark.driver.extraJavaOptions", "-Dx=1"),))) is None

@@ -1,0 +1,64 @@
+"""Where a short study's wall time goes, and what the driver's JVM options change, side by side.
+
+    .venv/bin/python bench/startup.py [--trials 16] [--rounds 3]
+
+Runs `optuna-spark tune --objective sleep` (0.5 s trials, 4 tasks, local[4], a fresh SQLite file
+each) with the default driver JVM options and with none (`--driver-java-options=`), interleaved
+round by round. Reports medians of: the command's wall time, when the first trial started, when
+the last one ended, and the tail from there to the command's exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+VARIANTS = {"default (-XX:TieredStopAtLevel=1)": [], "no driver JVM options": ["--driver-java-options="]}
+
+
+def one_run(trials: int, extra: list[str]) -> dict[str, float]:
+    import optuna
+
+    with tempfile.TemporaryDirectory() as d:
+        url = f"sqlite:///{Path(d) / 'optuna.db'}"
+        cmd = [str(BIN / "optuna-spark"), "tune", "--objective", "sleep", "--study", "s", "--n-trials",
+               str(trials), "--n-jobs", "4", "--master", "local[4]", "--storage", url, "--work-dir", d,
+               "--output", "json", *extra]
+        t0 = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=d)
+        wall = time.time() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"run failed: {proc.stderr[-2000:]}")
+        done = optuna.load_study(study_name="s", storage=url).trials
+        first = min(t.datetime_start for t in done).timestamp() - t0
+        last = max(t.datetime_complete for t in done).timestamp() - t0
+        return {"wall": wall, "first trial": first, "last trial": last, "tail": wall - last}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+    for r in range(args.rounds):
+        for name, extra in VARIANTS.items():
+            results[name].append(one_run(args.trials, extra))
+            print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[name][-1].items()),
+                  file=sys.stderr)
+    print(f"{args.trials} trials x 0.5 s, 4 tasks, local[4], SQLite; median of {args.rounds} rounds (s)\n")
+    keys = ["wall", "first trial", "last trial", "tail"]
+    print("| driver JVM | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for name, runs in results.items():
+        print(f"| {name} | " + " | ".join(f"{statistics.median(r[k] for r in runs):.2f}" for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
