@@ -10,9 +10,11 @@ that were retried. WAITING trials (a stale trial's retry, or one the user enqueu
 the task that takes one claims first, like for a new trial. A trial that goes stale (its task died)
 gives its claim back when the retry callback has enqueued its copy, and whoever claims next runs
 the copy (tasks take WAITING trials first). State changes are atomic (runner.trials), so a WAITING
-trial is taken, and a stale one failed and retried, exactly once. `reconcile()` recomputes the
-count from the trials themselves, so a claim lost between the UPDATE and the trial's creation (a
-task killed in that instant) is recovered on the next run.
+trial is taken, and a stale one failed and retried, exactly once. A claim lost between the UPDATE
+and the trial's creation (a task killed in that instant) is given back within the run
+(`LeakWatch`). `reconcile()` recomputes the count from the trials when a run starts and no other
+run of the study is under way (no trial with a recent heartbeat); a second run started beside a
+live one keeps the counter and shares the budget.
 """
 
 from __future__ import annotations

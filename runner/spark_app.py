@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
 
     from runner.budget import Budget, counted_trials
     from runner.config import Job
+    from runner.trials import live_trial_ids
     from runner.storage import (StorageError, StorageTarget, describe_db_error, open_rdb_storage,
                                 resolve_password)
 
@@ -113,7 +114,15 @@ def main(argv: list[str]) -> int:
         if settings.split == "shared" and settings.n_trials is not None:
             budget = Budget(target.connect_url(), target.engine_kwargs(), study_id)
             budget.create()
-            budget.reconcile(counted_trials(study.get_trials(deepcopy=False)))
+            live = live_trial_ids(storage, study_id, settings.grace_period)
+            if live:
+                # Another run of this study is under way: its counter is right, and resetting it
+                # would drop the claims its tasks hold between claiming and creating a trial.
+                emit("warning", message=f"{len(live)} trial(s) of study {settings.name!r} have a recent "
+                                        "heartbeat (another run under way, or one stopped less than the grace "
+                                        "period ago): this run shares its budget counter")
+            else:
+                budget.reconcile(counted_trials(study.get_trials(deepcopy=False)))
             budget.dispose()
     except (SQLAlchemyError, StorageError) as exc:
         emit("error", message=describe_db_error(exc, target))

@@ -62,11 +62,11 @@ def take_waiting_trial(storage: Any, study_id: int) -> int | None:
     return None
 
 
-def dead_trial_ids(storage: Any, study_id: int, grace_period: float) -> list[int]:
-    """RUNNING trials whose task is gone: the last heartbeat is older than the grace period (by
-    the database's clock, as Optuna measures it), or there never was one and the trial started
-    longer ago than that (the task died between creating the trial and its first beat, which
-    Optuna's own stale check never catches)."""
+def running_trials(storage: Any, study_id: int, grace_period: float) -> list[tuple[int, bool]]:
+    """The RUNNING trials as (trial_id, dead). Dead: the last heartbeat is older than the grace
+    period (by the database's clock, as Optuna measures it), or there never was one and the trial
+    started longer ago than that (the task died between creating the trial and its first beat,
+    which Optuna's own stale check never catches)."""
     from optuna.storages._rdb import models
     from optuna.trial import TrialState
     from sqlalchemy import func, select
@@ -88,11 +88,21 @@ def dead_trial_ids(storage: Any, study_id: int, grace_period: float) -> list[int
     out = []
     for trial_id, started, heartbeat in rows:
         if heartbeat is not None:
-            if db_now is not None and db_now - heartbeat > grace:
-                out.append(int(trial_id))
-        elif started is not None and _utcnow() - started > grace:
-            out.append(int(trial_id))
+            dead = db_now is not None and db_now - heartbeat > grace
+        else:
+            dead = started is not None and _utcnow() - started > grace
+        out.append((int(trial_id), bool(dead)))
     return out
+
+
+def dead_trial_ids(storage: Any, study_id: int, grace_period: float) -> list[int]:
+    """RUNNING trials whose task is gone (see running_trials)."""
+    return [tid for tid, dead in running_trials(storage, study_id, grace_period) if dead]
+
+
+def live_trial_ids(storage: Any, study_id: int, grace_period: float) -> list[int]:
+    """RUNNING trials whose task is alive: another run of the study is under way."""
+    return [tid for tid, dead in running_trials(storage, study_id, grace_period) if not dead]
 
 
 def fail_dead_trials(study: Any, grace_period: float, callback: Any) -> list[int]:

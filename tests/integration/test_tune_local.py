@@ -151,6 +151,33 @@ def test_a_claim_lost_mid_run_is_given_back_in_the_same_run(run_cli, tmp_path: P
     assert s["finished"] == 8 == len(trials) == finished_trials(trials)
 
 
+def test_two_runs_of_one_study_at_once_share_its_budget(tmp_path: Path) -> None:
+    """`make tune` started twice: the second run joins the first (it does not reset the claim
+    counter under it), and the study ends at exactly its budget."""
+    args = [str(Path(sys.executable).parent / "optuna-spark"), "tune", "--study", "two", "--objective", "sleep",
+            "--n-trials", "80", "--n-jobs", "2", "--master", "local[2]", "--output", "json"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            if len(load(tmp_path, "two").trials) >= 4:
+                break
+        except Exception:
+            pass
+    second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "this run shares its budget counter" in second.stderr
+    trials = load(tmp_path, "two").trials
+    assert len(trials) == 80 == finished_trials(trials)
+    ran = json.loads(out)["tasks"] + json.loads(second.stdout)["tasks"]
+    assert sum(t["trials"] for t in ran) == 80
+    assert all(t["trials"] > 0 for t in json.loads(second.stdout)["tasks"])  # the second run helped
+
+
 def test_xgboost_wine(run_cli, tmp_path: Path) -> None:
     s = summary_of(run_cli("tune", "--study", "x", "--objective", "xgboost-wine", "--n-trials", "3",
                            "--n-jobs", "2", "--seed", "0", "--output", "json"))

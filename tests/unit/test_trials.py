@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from runner.task import ReleasingRetryCallback
-from runner.trials import dead_trial_ids, fail_dead_trials, take_waiting_trial, transition
+from runner.trials import dead_trial_ids, fail_dead_trials, live_trial_ids, take_waiting_trial, transition
 
 THREADS = 8
 
@@ -105,5 +105,7 @@ def test_young_trials_are_not_dead(tmp_path: Path) -> None:
     beating = storage.create_new_trial(study._study_id)
     storage.record_heartbeat(beating)
     assert dead_trial_ids(storage, study._study_id, grace_period=60) == []
+    assert len(live_trial_ids(storage, study._study_id, grace_period=60)) == 2
     time.sleep(2.2)  # whole seconds in SQLite
     assert len(dead_trial_ids(storage, study._study_id, grace_period=1)) == 2
+    assert live_trial_ids(storage, study._study_id, grace_period=1) == []
