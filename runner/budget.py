@@ -171,12 +171,7 @@ class Budget:
             return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def claimed(self) -> int:
-        from sqlalchemy import select
-
-        t = self._table
-        with self._engine.connect() as conn:
-            row = conn.execute(select(t.c.claimed).where(t.c.study_id == self.study_id)).first()
-            return int(row[0]) if row else 0
+        return self.state()[0]
 
     def dispose(self) -> None:
         self._engine.dispose()
