@@ -210,6 +210,38 @@ def remove_build_dir(path: Path) -> None:
     run(["rm", "-rf", "--one-file-system", str(path)])
 
 
+# A mirror connection can stall: wget gives up on a silent connection after WGET_TIMEOUT_S and
+# tries again; a whole debootstrap that still takes longer than DEBOOTSTRAP_TIMEOUT_S is killed
+# and run again (the package cache keeps what was already fetched).
+WGET_TIMEOUT_S = 30
+DEBOOTSTRAP_TIMEOUT_S = 900
+DEBOOTSTRAP_ATTEMPTS = 3
+
+
+def debootstrap(lab: Lab, rootfs: Path, cache: Path) -> None:
+    wgetrc = WORK / "wgetrc"
+    wgetrc.write_text(f"timeout = {WGET_TIMEOUT_S}\ntries = 5\nwaitretry = 5\n")
+    cmd = [find_tool("debootstrap") or "debootstrap", "--variant=minbase",
+           f"--include={lab.s['LAB_IMAGE_PACKAGES']}", f"--cache-dir={cache}",
+           lab.s["LAB_DEBIAN_SUITE"], str(rootfs), lab.s["LAB_DEBIAN_MIRROR"]]
+    why = ""
+    for attempt in range(1, DEBOOTSTRAP_ATTEMPTS + 1):
+        proc = subprocess.Popen(cmd, env={**os.environ, "WGETRC": str(wgetrc)}, start_new_session=True)
+        try:
+            if proc.wait(timeout=DEBOOTSTRAP_TIMEOUT_S) == 0:
+                return
+            why = f"exit {proc.returncode}"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            why = f"no end after {DEBOOTSTRAP_TIMEOUT_S} s"
+        log(f"debootstrap failed ({why}), try {attempt} of {DEBOOTSTRAP_ATTEMPTS}")
+        remove_build_dir(rootfs)
+        time.sleep(5)
+    raise LabError(f"debootstrap of {lab.s['LAB_DEBIAN_SUITE']} from {lab.s['LAB_DEBIAN_MIRROR']} "
+                   f"failed {DEBOOTSTRAP_ATTEMPTS} times (last: {why}); see its output above")
+
+
 def build_image(lab: Lab) -> str:
     ref = image_ref(lab)
     if lab.s["LAB_IMAGE"]:
@@ -234,9 +266,7 @@ def build_image(lab: Lab) -> str:
         cache.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         log(f"building {ref} with debootstrap ({lab.s['LAB_DEBIAN_SUITE']}, minbase; ~2 min)")
-        run([find_tool("debootstrap") or "debootstrap", "--variant=minbase", f"--include={lab.s['LAB_IMAGE_PACKAGES']}",
-             f"--cache-dir={cache}", lab.s["LAB_DEBIAN_SUITE"], str(rootfs),
-             lab.s["LAB_DEBIAN_MIRROR"]], capture=False)
+        debootstrap(lab, rootfs, cache)
         shutil.copy(CUSTOMIZE, rootfs / "tmp" / "customize.sh")
         run(["chroot", str(rootfs), "/bin/sh", "/tmp/customize.sh", lab.s["LAB_DEBIAN_SUITE"],
              lab.s["LAB_DEBIAN_MIRROR"], lab.s["LAB_DEBIAN_SECURITY_MIRROR"]], capture=False)
