@@ -280,7 +280,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     job_file.write_text(job.to_json(), encoding="utf-8")
     py_files = (objective.ship_file,) if objective.ship_file else ()
     command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
-                                   py_files=py_files)
+                                   py_files=py_files, n_tasks=study.n_jobs)
     log_path = run_dir / "spark.log"
     budget_text = f"{study.n_trials} trials" if study.n_trials else f"{study.timeout:g} s"
     sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "

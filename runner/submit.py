@@ -19,6 +19,40 @@ EVENT_PREFIX = "@optuna-spark "  # same as runner.spark_app.EVENT_PREFIX (kept i
 SPARK_APP = Path(__file__).with_name("spark_app.py")
 
 
+# On a standalone master an application takes every free core of the cluster unless
+# spark.cores.max caps it, and its first tasks go to whichever executor registers first (on a
+# short study, one worker could run every trial). The runner knows how many tasks it runs: it asks
+# for that many task slots and lets the scheduler wait, at most REGISTER_WAIT, until they are all
+# registered. The tasks then start spread over the workers, and the rest of a shared cluster stays
+# free for other applications.
+REGISTER_WAIT = "10s"
+
+
+def standalone_slot_confs(spark: SparkSettings, n_tasks: int | None) -> list[tuple[str, str]]:
+    """spark.cores.max for `n_tasks` concurrent tasks, and the wait for their executors.
+
+    Only on a spark:// master, for a known positive number of tasks, and not when the user set
+    spark.cores.max. With spark.task.cpus > 1 it needs spark.executor.cores (otherwise the master
+    may cut the cap into executors too small for one task), so nothing is set then."""
+    if not spark.master.startswith("spark://") or n_tasks is None or n_tasks < 1:
+        return []
+    if any(key == "spark.cores.max" for key, _ in spark.confs):
+        return []
+    if spark.task_cpus > 1 and spark.executor_cores is None:
+        return []
+    cores = n_tasks * spark.task_cpus
+    if spark.executor_cores:
+        # The master only starts whole executors: round up to a multiple of their size.
+        cores = -(-cores // spark.executor_cores) * spark.executor_cores
+    out = [("spark.cores.max", str(cores))]
+    user = {key for key, _ in spark.confs}
+    if "spark.scheduler.minRegisteredResourcesRatio" not in user:
+        out.append(("spark.scheduler.minRegisteredResourcesRatio", "1.0"))
+    if "spark.scheduler.maxRegisteredResourcesWaitingTime" not in user:
+        out.append(("spark.scheduler.maxRegisteredResourcesWaitingTime", REGISTER_WAIT))
+    return out
+
+
 @dataclass(frozen=True)
 class SubmitCommand:
     argv: list[str]
@@ -32,6 +66,7 @@ def build_submit_command(
     default_python: str,
     py_files: tuple[str, ...] = (),
     app: str = str(SPARK_APP),
+    n_tasks: int | None = None,
 ) -> SubmitCommand:
     """The `spark-submit` argv for a job. Pure: no file, process or environment is read."""
     confs: list[tuple[str, str]] = [("spark.ui.showConsoleProgress", "false")]
@@ -62,6 +97,7 @@ def build_submit_command(
         driver_python = spark.driver_python or executor_python
     confs.append(("spark.pyspark.python", executor_python))
     confs.append(("spark.pyspark.driver.python", driver_python))
+    confs.extend(standalone_slot_confs(spark, n_tasks))
     confs.extend(spark.confs)  # the user's --conf last: it wins over ours
 
     argv = [spark.spark_submit, "--master", spark.master, "--deploy-mode", spark.deploy_mode,

@@ -79,14 +79,39 @@ import json, tomllib, urllib.parse, urllib.request
 master = tomllib.load(open('/etc/optuna-spark/runner.toml', 'rb'))['master']
 host = urllib.parse.urlparse(master).hostname
 data = json.load(urllib.request.urlopen(f'http://{host}:8080/json/', timeout=10))
-print(json.dumps(sorted(w['host'] for w in data['workers'] if w['state'] == 'ALIVE')))
+alive = [w for w in data['workers'] if w['state'] == 'ALIVE']
+print(json.dumps({'alive': sorted(w['host'] for w in alive),
+                  'cores_used': sum(w['coresused'] for w in alive),
+                  'active_apps': [a['name'] for a in data.get('activeapps', [])]}))
 """
+
+
+def master_state() -> dict:
+    """The Spark master's view: ALIVE worker addresses, cores in use, running applications."""
+    proc = on_driver("/opt/optuna-spark/env/bin/python", "-c", MASTER_JSON, timeout=60)
+    if proc.returncode != 0:
+        return {"alive": [], "cores_used": None, "active_apps": None}
+    return json.loads(proc.stdout)
 
 
 def alive_workers() -> list[str]:
     """Addresses of the workers the Spark master reports ALIVE."""
-    proc = on_driver("/opt/optuna-spark/env/bin/python", "-c", MASTER_JSON, timeout=60)
-    return json.loads(proc.stdout) if proc.returncode == 0 else []
+    return master_state()["alive"]
+
+
+def wait_idle(timeout: float = 180) -> None:
+    """Every worker ALIVE, no application running, no core in use: a test that counts where
+    trials ran must not start while the previous application's executors still hold cores
+    (the new one would get executors on the free workers only)."""
+    want = len(worker_names())
+    deadline = time.time() + timeout
+    state: dict = {}
+    while time.time() < deadline:
+        state = master_state()
+        if len(state["alive"]) >= want and state["cores_used"] == 0 and not state["active_apps"]:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the cluster is not idle after {timeout} s: {state}")
 
 
 def worker_names() -> list[str]:
@@ -117,6 +142,7 @@ def converged_cluster():
 
 @pytest.fixture
 def study_name():
+    wait_idle()
     yield f"e2e-{uuid.uuid4().hex[:8]}"
     # A test that failed half-way must not leave its application holding the workers' cores,
     # or every later test would wait for executors (pkill: exit 1 when nothing matched).

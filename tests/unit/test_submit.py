@@ -116,3 +116,41 @@ def test_driver_jvm_starts_fast_by_default_and_the_user_can_override_it() -> Non
     assert opts(SparkSettings(driver_java_options="")) is None
     # The user's own driver options (a --conf) are not overridden by ours.
     assert opts(SparkSettings(confs=(("spark.driver.extraJavaOptions", "-Dx=1"),))) is None
+
+
+def test_a_standalone_run_asks_for_its_task_slots_and_waits_for_them() -> None:
+    c = confs(build_submit_command(SparkSettings(master="spark://driver:7077"), [], default_python="py",
+                                   n_tasks=4).argv)
+    assert c["spark.cores.max"] == "4"
+    assert c["spark.scheduler.minRegisteredResourcesRatio"] == "1.0"
+    assert c["spark.scheduler.maxRegisteredResourcesWaitingTime"] == "10s"
+
+
+def test_the_slot_cap_is_whole_executors_and_counts_task_cpus() -> None:
+    spark = SparkSettings(master="spark://driver:7077", executor_cores=4, task_cpus=2)
+    # 3 tasks x 2 cpus = 6 cores -> two executors of 4 cores.
+    assert confs(build_submit_command(spark, [], default_python="py", n_tasks=3).argv)["spark.cores.max"] == "8"
+    spark = SparkSettings(master="spark://driver:7077", executor_cores=1)
+    assert confs(build_submit_command(spark, [], default_python="py", n_tasks=3).argv)["spark.cores.max"] == "3"
+
+
+@pytest.mark.parametrize("spark, n_tasks", [
+    (SparkSettings(master="local[4]"), 4),                                    # local mode: no cluster
+    (SparkSettings(master="yarn"), 4),                                        # YARN has its own knobs
+    (SparkSettings(master="spark://d:7077"), None),                          # unknown task count
+    (SparkSettings(master="spark://d:7077", task_cpus=2), 4),                # cap could split a task
+    (SparkSettings(master="spark://d:7077", confs=(("spark.cores.max", "16"),)), 4),  # the user's cap
+])
+def test_no_slot_cap_where_it_does_not_apply(spark: SparkSettings, n_tasks: int | None) -> None:
+    c = confs(build_submit_command(spark, [], default_python="py", n_tasks=n_tasks).argv)
+    assert "spark.scheduler.minRegisteredResourcesRatio" not in c
+    assert c.get("spark.cores.max") in (None, "16")
+
+
+def test_the_users_wait_settings_win() -> None:
+    spark = SparkSettings(master="spark://d:7077",
+                          confs=(("spark.scheduler.maxRegisteredResourcesWaitingTime", "0s"),))
+    argv = build_submit_command(spark, [], default_python="py", n_tasks=2).argv
+    waits = [a for a in argv if a.startswith("spark.scheduler.maxRegisteredResourcesWaitingTime=")]
+    assert waits == ["spark.scheduler.maxRegisteredResourcesWaitingTime=0s"]
+    assert confs(argv)["spark.cores.max"] == "2"
