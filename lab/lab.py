@@ -17,6 +17,7 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -214,8 +215,12 @@ def remove_build_dir(path: Path) -> None:
 # tries again; a whole debootstrap that still takes longer than DEBOOTSTRAP_TIMEOUT_S is killed
 # and run again (the package cache keeps what was already fetched).
 WGET_TIMEOUT_S = 30
-DEBOOTSTRAP_TIMEOUT_S = 900
+DEBOOTSTRAP_TIMEOUT_S = 300
 DEBOOTSTRAP_ATTEMPTS = 3
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def debootstrap(lab: Lab, rootfs: Path, cache: Path) -> None:
@@ -226,15 +231,21 @@ def debootstrap(lab: Lab, rootfs: Path, cache: Path) -> None:
            lab.s["LAB_DEBIAN_SUITE"], str(rootfs), lab.s["LAB_DEBIAN_MIRROR"]]
     why = ""
     for attempt in range(1, DEBOOTSTRAP_ATTEMPTS + 1):
+        # Its own process group, so that wget and the chroot helpers go with it; a SIGTERM to us
+        # (a CI step's time limit, Ctrl-C) ends it too instead of leaving it writing the rootfs.
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
         proc = subprocess.Popen(cmd, env={**os.environ, "WGETRC": str(wgetrc)}, start_new_session=True)
         try:
             if proc.wait(timeout=DEBOOTSTRAP_TIMEOUT_S) == 0:
                 return
             why = f"exit {proc.returncode}"
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
             why = f"no end after {DEBOOTSTRAP_TIMEOUT_S} s"
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            signal.signal(signal.SIGTERM, previous)
         log(f"debootstrap failed ({why}), try {attempt} of {DEBOOTSTRAP_ATTEMPTS}")
         remove_build_dir(rootfs)
         time.sleep(5)

@@ -227,7 +227,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from runner import objectives
     from runner.report import format_progress, format_summary, to_json
     from runner.storage import StorageError
-    from runner.submit import build_submit_command, find_java, find_spark_submit, run_streaming
+    from runner.submit import (build_submit_command, find_java, find_spark_submit, read_spark_defaults,
+                               run_streaming, spark_conf_dirs)
 
     cfg = _file_config(args)
     spark = spark_settings(args, cfg)
@@ -280,7 +281,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     job_file.write_text(job.to_json(), encoding="utf-8")
     py_files = (objective.ship_file,) if objective.ship_file else ()
     command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
-                                   py_files=py_files, n_tasks=study.n_jobs)
+                                   py_files=py_files, n_tasks=study.n_jobs,
+                                   spark_defaults=read_spark_defaults(spark_conf_dirs(spark.spark_submit)))
     log_path = run_dir / "spark.log"
     budget_text = f"{study.n_trials} trials" if study.n_trials else f"{study.timeout:g} s"
     sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,29 +29,97 @@ SPARK_APP = Path(__file__).with_name("spark_app.py")
 REGISTER_WAIT = "10s"
 
 
-def standalone_slot_confs(spark: SparkSettings, n_tasks: int | None) -> list[tuple[str, str]]:
+def _int_or_none(value: str | int | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def standalone_slot_confs(spark: SparkSettings, n_tasks: int | None,
+                          spark_defaults: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """spark.cores.max for `n_tasks` concurrent tasks, and the wait for their executors.
 
-    Only on a spark:// master, for a known positive number of tasks, and not when the user set
-    spark.cores.max. With spark.task.cpus > 1 it needs spark.executor.cores (otherwise the master
-    may cut the cap into executors too small for one task), so nothing is set then."""
+    Spark's precedence decides the executor size and task cpus: the user's --conf, then the
+    runner's settings, then spark-defaults.conf (`spark_defaults`). Nothing is set off a spark://
+    master, for an unknown number of tasks, when a cap or dynamic allocation is configured
+    anywhere, when a size cannot be read, or with task cpus > 1 and no executor size (the master
+    could cut the cap into executors too small for one task)."""
     if not spark.master.startswith("spark://") or n_tasks is None or n_tasks < 1:
         return []
-    if any(key == "spark.cores.max" for key, _ in spark.confs):
+    user = dict(spark.confs)
+    defaults = dict(spark_defaults or {})
+    if "spark.cores.max" in user or "spark.cores.max" in defaults:
         return []
-    if spark.task_cpus > 1 and spark.executor_cores is None:
+    if user.get("spark.dynamicAllocation.enabled",
+                defaults.get("spark.dynamicAllocation.enabled", "false")).strip().lower() == "true":
         return []
-    cores = n_tasks * spark.task_cpus
-    if spark.executor_cores:
+    if "spark.executor.cores" in user:
+        executor_cores = _int_or_none(user["spark.executor.cores"])
+    elif spark.executor_cores is not None:
+        executor_cores = spark.executor_cores
+    elif "spark.executor.cores" in defaults:
+        executor_cores = _int_or_none(defaults["spark.executor.cores"])
+    else:
+        executor_cores = 0  # Spark's standalone default: one executor per worker, any size
+    task_cpus = _int_or_none(user.get("spark.task.cpus", spark.task_cpus))
+    if executor_cores is None or task_cpus is None or executor_cores < 0 or task_cpus < 1:
+        return []
+    if task_cpus > 1 and executor_cores == 0:
+        return []
+    cores = n_tasks * task_cpus
+    if executor_cores:
         # The master only starts whole executors: round up to a multiple of their size.
-        cores = -(-cores // spark.executor_cores) * spark.executor_cores
+        cores = -(-cores // executor_cores) * executor_cores
     out = [("spark.cores.max", str(cores))]
-    user = {key for key, _ in spark.confs}
     if "spark.scheduler.minRegisteredResourcesRatio" not in user:
         out.append(("spark.scheduler.minRegisteredResourcesRatio", "1.0"))
     if "spark.scheduler.maxRegisteredResourcesWaitingTime" not in user:
         out.append(("spark.scheduler.maxRegisteredResourcesWaitingTime", REGISTER_WAIT))
     return out
+
+
+def spark_conf_dirs(spark_submit: str, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where the spark-submit at `spark_submit` may read spark-defaults.conf, most likely first."""
+    env = os.environ if environ is None else environ
+    dirs = []
+    if env.get("SPARK_CONF_DIR"):
+        return [Path(env["SPARK_CONF_DIR"])]
+    if env.get("SPARK_HOME"):
+        dirs.append(Path(env["SPARK_HOME"]) / "conf")
+    dirs.append(Path(spark_submit).resolve().parent.parent / "conf")  # an Apache release's bin/
+    try:  # pip's pyspark: SPARK_HOME is the package itself
+        import importlib.util
+        spec = importlib.util.find_spec("pyspark")
+        if spec is not None and spec.origin:
+            dirs.append(Path(spec.origin).parent / "conf")
+    except (ImportError, ValueError):
+        pass
+    return dirs
+
+
+# A Java properties line: the key ends at '=', ':' or white space; one separator, then the value.
+_PROPERTY_RE = re.compile(r"(?P<key>[^=:\s]+)\s*(?:[=:]\s*|\s*)(?P<value>.*)$")
+
+
+def read_spark_defaults(conf_dirs: list[Path]) -> dict[str, str]:
+    """The first spark-defaults.conf found, as Java properties (`key value`, `key=value`, `#`)."""
+    for conf_dir in conf_dirs:
+        path = conf_dir / "spark-defaults.conf"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        out = {}
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line[0] in "#!":
+                continue
+            m = _PROPERTY_RE.match(line)
+            if m:
+                out[m["key"]] = m["value"].strip()
+        return out
+    return {}
 
 
 @dataclass(frozen=True)
@@ -67,6 +136,7 @@ def build_submit_command(
     py_files: tuple[str, ...] = (),
     app: str = str(SPARK_APP),
     n_tasks: int | None = None,
+    spark_defaults: Mapping[str, str] | None = None,
 ) -> SubmitCommand:
     """The `spark-submit` argv for a job. Pure: no file, process or environment is read."""
     confs: list[tuple[str, str]] = [("spark.ui.showConsoleProgress", "false")]
@@ -97,7 +167,7 @@ def build_submit_command(
         driver_python = spark.driver_python or executor_python
     confs.append(("spark.pyspark.python", executor_python))
     confs.append(("spark.pyspark.driver.python", driver_python))
-    confs.extend(standalone_slot_confs(spark, n_tasks))
+    confs.extend(standalone_slot_confs(spark, n_tasks, spark_defaults))
     confs.extend(spark.confs)  # the user's --conf last: it wins over ours
 
     argv = [spark.spark_submit, "--master", spark.master, "--deploy-mode", spark.deploy_mode,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runner.config import ConfigError, SparkSettings
@@ -154,3 +156,44 @@ def test_the_users_wait_settings_win() -> None:
     waits = [a for a in argv if a.startswith("spark.scheduler.maxRegisteredResourcesWaitingTime=")]
     assert waits == ["spark.scheduler.maxRegisteredResourcesWaitingTime=0s"]
     assert confs(argv)["spark.cores.max"] == "2"
+
+
+@pytest.mark.parametrize("where", ["user", "defaults"])
+def test_an_executor_size_set_elsewhere_sizes_the_cap(where: str) -> None:
+    # executor.cores=4 with a cap of 2 would start no executor at all (the study would hang).
+    user = (("spark.executor.cores", "4"),) if where == "user" else ()
+    defaults = {"spark.executor.cores": "4"} if where == "defaults" else {}
+    spark = SparkSettings(master="spark://d:7077", confs=user)
+    c = confs(build_submit_command(spark, [], default_python="py", n_tasks=2, spark_defaults=defaults).argv)
+    assert c["spark.cores.max"] == "4"
+
+
+def test_the_users_task_cpus_count_and_the_runners_executor_size_beats_the_defaults() -> None:
+    spark = SparkSettings(master="spark://d:7077", executor_cores=2, confs=(("spark.task.cpus", "2"),))
+    c = confs(build_submit_command(spark, [], default_python="py", n_tasks=3,
+                                   spark_defaults={"spark.executor.cores": "5"}).argv)
+    assert c["spark.cores.max"] == "6"
+
+
+@pytest.mark.parametrize("defaults", [
+    {"spark.cores.max": "32"},
+    {"spark.dynamicAllocation.enabled": "true"},
+    {"spark.executor.cores": "four"},
+])
+def test_no_cap_over_a_cluster_default_it_would_fight(defaults: dict[str, str]) -> None:
+    c = confs(build_submit_command(SparkSettings(master="spark://d:7077"), [], default_python="py",
+                                   n_tasks=2, spark_defaults=defaults).argv)
+    assert "spark.cores.max" not in c and "spark.scheduler.minRegisteredResourcesRatio" not in c
+
+
+def test_spark_defaults_are_read_as_java_properties(tmp_path) -> None:
+    from runner.submit import read_spark_defaults, spark_conf_dirs
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "spark-defaults.conf").write_text(
+        "# comment\n\nspark.executor.cores   4\nspark.cores.max=8\nspark.task.cpus : 1\n! also a comment\n")
+    assert read_spark_defaults([tmp_path / "missing", conf]) == {
+        "spark.executor.cores": "4", "spark.cores.max": "8", "spark.task.cpus": "1"}
+    assert spark_conf_dirs("spark-submit", {"SPARK_CONF_DIR": str(conf)}) == [conf]
+    dirs = spark_conf_dirs(str(tmp_path / "spark" / "bin" / "spark-submit"), {"SPARK_HOME": "/opt/spark"})
+    assert dirs[:2] == [Path("/opt/spark/conf"), (tmp_path / "spark" / "conf").resolve()]
