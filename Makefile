@@ -13,7 +13,7 @@ TUNE_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lock tune tune-xgboost status test test-unit test-integration lint clean
+.PHONY: help venv lock tune tune-xgboost status system-deps test test-unit test-integration lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,7 +47,10 @@ status: venv ## both studies' state (INVENTORY=... for the cluster's MySQL)
 	$(RUNNER) status --study optuna-spark
 	$(RUNNER) status --study optuna-spark-xgboost
 
-test: venv ## every test: unit, integration (real spark-submit), lab, playbooks
+system-deps: ## the Debian packages the tests need: installed as root, named in one line otherwise
+	@bin/system-deps
+
+test: system-deps venv ## every test: unit, integration (real spark-submit), lab, playbooks
 	$(BIN)/pytest -q
 
 test-unit: venv ## fast tests only

@@ -151,8 +151,12 @@ class Cluster:
                 container = str(hv.get("ansible_host", name))
                 user = hv.get("ansible_user")
                 host = testinfra.get_host(f"podman://{user}@{container}" if user else f"podman://{container}")
+            elif connection in ("smart", "ssh") and not self.force_ansible:
+                # The playbooks' own path: ssh as the inventory's login user, root through sudo
+                # (the plays' `become: true`; the inventory sets no ansible_become).
+                host = testinfra.get_host(self._ssh_spec(name, hv), sudo=True, **self._ssh_kwargs(hv))
             else:
-                native = connection in ("smart", "ssh", "paramiko_ssh", "local")
+                native = connection in ("paramiko_ssh", "local")
                 host = testinfra.get_host(f"ansible://{name}", ansible_inventory=str(self.inventory),
                                           force_ansible=self.force_ansible or not native)
             probe = host.run("true")
@@ -161,12 +165,37 @@ class Cluster:
             self._hosts[name] = host
         return self._hosts[name]
 
+    def _template(self, hv: dict[str, Any], value: Any) -> Any:
+        from ansible.template import Templar
+
+        return _plain(Templar(loader=self._loader, variables=hv).template(value))
+
+    def _ssh_spec(self, name: str, hv: dict[str, Any]) -> str:
+        address = str(self._template(hv, hv.get("ansible_host", name)))
+        user = hv.get("ansible_user")
+        port = hv.get("ansible_port")
+        spec = "ssh://" + (f"{self._template(hv, user)}@" if user else "") + address
+        return spec + (f":{self._template(hv, port)}" if port else "")
+
+    def _ssh_kwargs(self, hv: dict[str, Any]) -> dict[str, Any]:
+        extra = " ".join(str(self._template(hv, hv[k])) for k in ("ansible_ssh_common_args",
+                                                                    "ansible_ssh_extra_args") if hv.get(k))
+        address = str(self._template(hv, hv.get("ansible_host", "")))
+        kwargs: dict[str, Any] = {"ssh_extra_args": f"-o BatchMode=yes {extra}".strip(), "timeout": 30,
+                                  # One ssh connection per host for the whole suite.
+                                  "controlpath": f"/tmp/optuna-spark-testinfra-{os.getuid()}-{address}",
+                                  "controlpersist": 120}
+        key = hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file")
+        if key:
+            kwargs["ssh_identity_file"] = str(self._template(hv, key))
+        return kwargs
+
     # ansible ad-hoc ----------------------------------------------------------------------
 
     def ansible(self, pattern: str, module: str, args: str, *,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """An ad-hoc module run, as the playbooks connect (ansible_user, ansible_become, vault)."""
-        cmd = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "-m", module, "-a", args]
+        cmd = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "--become", "-m", module, "-a", args]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

@@ -24,9 +24,10 @@ class LabHandle:
     driver: str
     workers: list[str]
 
-    def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def lab(self, *args: str, check: bool = True,
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(LAB + list(args), cwd=ROOT, text=True, capture_output=True,
-                              check=check, timeout=600)
+                              check=check, timeout=900, env={**os.environ, **(env_extra or {})})
 
     def sh(self, host: str, script: str, check: bool = True,
            timeout: float = 60) -> subprocess.CompletedProcess[str]:
