@@ -87,6 +87,14 @@ class Cluster:
     def nodes(self) -> list[str]:
         return sorted(set(self.drivers) | set(self.workers))
 
+    @property
+    def is_lab(self) -> bool:
+        """An inventory that lab/lab.py generated (its marker file and its lab_name): the only kind
+        the fault test may break a node of."""
+        if not (self.inventory / ".generated-by-lab").is_file() or not self.drivers:
+            return False
+        return "lab_name" in self.inventory_vars(self.drivers[0])
+
     def inventory_vars(self, name: str) -> dict[str, Any]:
         return self._vm.get_vars(host=self._inv.get_host(name), include_hostvars=True)
 
