@@ -57,7 +57,12 @@ class SparkSettings:
     master: str = "local[*]"
     deploy_mode: str = "client"
     app_name: str = "optuna-spark"
-    spark_submit: str = "spark-submit"
+    spark_submit: str | None = None  # None: $spark_home/bin/spark-submit, else found on PATH
+    # Exported to spark-submit as SPARK_HOME / SPARK_CONF_DIR when set.
+    spark_home: str | None = None
+    spark_conf_dir: str | None = None
+    # Spark's RPC authentication secret (spark.authenticate.secret), one line in a private file.
+    spark_secret_file: str | None = None
     executor_cores: int | None = None
     executor_memory: str | None = None
     driver_memory: str | None = None
@@ -231,7 +236,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         "storage", "password_file", "master", "runtime", "python", "driver_python", "archive",
         "spark_submit", "n_jobs", "executor_cores", "executor_memory", "driver_memory",
         "task_cpus", "gpu", "gpu_discovery_script", "conf", "work_dir", "max_task_failures",
-        "driver_java_options",
+        "driver_java_options", "spark_home", "spark_conf_dir", "spark_secret_file",
     }
     unknown = sorted(set(data) - known)
     if unknown:
