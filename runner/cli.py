@@ -304,8 +304,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         conf_dir = spark.spark_conf_dir
         if spark_secret is not None:
             conf_dir = str(private.spark_conf_dir(effective_conf_dir(conf_dirs), spark_secret))
-        job = Job(study=study, objective=objective, gpu=spark.gpu,
-                  password_file=str(Path(password_file).resolve()) if password_file else None)
+        if password_file:
+            job_password_file: str | None = str(Path(password_file).resolve())
+        elif target.password is not None:
+            # From the environment: spark-submit does not inherit it (runner.submit), the Spark
+            # application reads it from this file, gone when the run ends.
+            job_password_file = str(private.write("storage-password", target.password + "\n"))
+        else:
+            job_password_file = None
+        job = Job(study=study, objective=objective, gpu=spark.gpu, password_file=job_password_file)
         job_file = run_dir / "job.json"
         job_file.write_text(job.to_json(), encoding="utf-8")
         py_files = (objective.ship_file,) if objective.ship_file else ()

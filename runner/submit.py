@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from runner.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, SparkSettings
+from runner.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, PASSWORD_ENV, SparkSettings
 
 EVENT_PREFIX = "@optuna-spark "  # same as runner.spark_app.EVENT_PREFIX (kept import-free there)
 SPARK_APP = Path(__file__).with_name("spark_app.py")
@@ -236,6 +236,14 @@ def find_java(environ: dict[str, str] | None = None) -> str | None:
     return shutil.which("java", path=env.get("PATH"))
 
 
+def child_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """spark-submit's environment: ours plus `extra`, without the storage password (the Spark
+    application reads it from a file; spark-submit, its JVM and Python workers never need it)."""
+    env = {k: v for k, v in environ.items() if k != PASSWORD_ENV}
+    env.update(extra)
+    return env
+
+
 def run_streaming(
     command: SubmitCommand,
     log: IO[str],
@@ -243,7 +251,7 @@ def run_streaming(
     secrets: tuple[str, ...] = (),
 ) -> int:
     """Run spark-submit; event lines go to `on_event`, everything else (redacted) to `log`."""
-    env = {**os.environ, **command.env}
+    env = child_environment(os.environ, command.env)
     proc = subprocess.Popen(
         command.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=env, text=True, bufsize=1, start_new_session=True,

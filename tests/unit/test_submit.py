@@ -230,3 +230,9 @@ def test_spark_submit_comes_from_spark_home(tmp_path) -> None:
     assert find_spark_submit(None, {"PATH": ""}, spark_home=str(home)) == str(script)
     assert find_spark_submit(None, {"PATH": ""}, spark_home=str(tmp_path / "none")) is None
     assert find_spark_submit(str(script), {"PATH": ""}, spark_home="/elsewhere") == str(script)
+
+
+def test_spark_submit_never_inherits_the_storage_password() -> None:
+    from runner.submit import child_environment
+    env = child_environment({"PATH": "/bin", "OPTUNA_SPARK_STORAGE_PASSWORD": "pw"}, {"PYSPARK_PYTHON": "py"})
+    assert env == {"PATH": "/bin", "PYSPARK_PYTHON": "py"}
