@@ -8,12 +8,12 @@ is joined to the URL only in memory, right before a connection is made.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.config import PASSWORD_ENV, ConfigError
+from runner.private import read_secret_file
 
 SUPPORTED_BACKENDS = ("sqlite", "mysql", "postgresql")
 
@@ -106,26 +106,10 @@ def validate_url(text: str) -> str:
 
 
 def read_password_file(path: str | os.PathLike[str]) -> str:
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"password file {p} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"password file {p} is not readable") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise ConfigError(
-            f"password file {p} is open to other users (mode {stat.S_IMODE(st.st_mode):04o}): "
-            f"chmod 600 {p}"
-        )
-    try:
-        text = p.read_text(encoding="utf-8")
-    except PermissionError:
-        raise ConfigError(f"password file {p} is not readable") from None
-    password = text.rstrip("\r\n")
-    if not password:
-        raise ConfigError(f"password file {p} is empty")
-    return password
+    """The storage password: one line in a file that owner and group may read (0600, 0640, 0400,
+    0440: on a cluster, the runner account's group shares it); any bit for other users, or group
+    write or execute, is refused with the fix (runner.private)."""
+    return read_secret_file(path, "password file")
 
 
 def resolve_password(password_file: str | None, environ: dict[str, str] | None = None) -> str | None:

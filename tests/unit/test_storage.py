@@ -35,14 +35,26 @@ def test_redact_url() -> None:
     assert redact_url("sqlite:///a.db") == "sqlite:///a.db"
 
 
-def test_password_file_must_be_private(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o400, 0o440])
+def test_a_password_file_the_owner_or_its_group_reads_is_accepted(tmp_path: Path, mode: int) -> None:
     f = tmp_path / "pw"
     f.write_text("s3cr3t\n")
-    os.chmod(f, 0o644)
-    with pytest.raises(ConfigError, match="chmod 600"):
-        read_password_file(f)
-    os.chmod(f, 0o600)
+    os.chmod(f, mode)
     assert read_password_file(f) == "s3cr3t"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o650, 0o620])
+def test_a_password_file_open_to_others_or_group_writable_is_refused(tmp_path: Path, mode: int) -> None:
+    f = tmp_path / "pw"
+    f.write_text("s3cr3t\n")
+    os.chmod(f, mode)
+    with pytest.raises(ConfigError) as info:
+        read_password_file(f)
+    assert str(info.value) == (f"password file {f} is open to other users (mode {mode:04o}): chmod 600 {f} "
+                               "(or chmod 640 to share it with its group)")
+
+
+def test_a_password_file_must_hold_a_password(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text("\n")
     os.chmod(empty, 0o600)
