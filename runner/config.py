@@ -147,6 +147,8 @@ class StudySettings:
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retry: int = 2
+    # How long a task waits for an unreachable storage (a MySQL restart) before it gives up.
+    outage_timeout: float = 120.0
 
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
@@ -173,6 +175,8 @@ class StudySettings:
             raise ConfigError("heartbeat interval must be >= 1 s and below the grace period")
         if self.max_retry < 0:
             raise ConfigError("max retry must be >= 0")
+        if not self.outage_timeout > 0:
+            raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,15 @@ def main(argv: list[str]) -> int:
 
     from runner.report import summarize
 
-    trials = storage.get_all_trials(study_id, deepcopy=False)
+    from runner.outage import OutageGuard, StorageOutage, database_probe
+
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
+    try:
+        trials = guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "reading the trials")
+    except StorageOutage as exc:
+        emit("error", message=f"cannot read the study's trials for the summary: {exc}")
+        spark.stop()
+        return 1
     summary = summarize(settings.name, trials, settings.n_trials, settings.direction,
                         wall=time.monotonic() - started, tasks=results)
     errors = [r for r in results if r.get("error")]
