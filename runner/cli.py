@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--driver-python", help="driver's python (default: --python, or this one)")
     tune.add_argument("--archive", help="packed runtime (optuna-env.tar.gz) for --runtime archive")
     tune.add_argument("--spark-submit", help="spark-submit to call (default: $SPARK_HOME/bin or PATH)")
+    tune.add_argument("--spark-home", help="Spark's home, exported as SPARK_HOME (its bin/spark-submit is used)")
+    tune.add_argument("--spark-conf-dir", help="Spark's conf directory, exported as SPARK_CONF_DIR")
+    tune.add_argument("--spark-secret-file",
+                      help="file (mode 0600/0640) holding the cluster's Spark RPC secret (spark.authenticate)")
     tune.add_argument("--executor-cores", type=_positive_int)
     tune.add_argument("--executor-memory")
     tune.add_argument("--driver-memory")
@@ -105,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--heartbeat-interval", type=_positive_int, default=10)
     tune.add_argument("--grace-period", type=_positive_int, default=30)
     tune.add_argument("--max-retry", type=int, default=2, help="retries of a trial whose task died")
+    tune.add_argument("--outage-timeout", type=_positive_float, default=120.0,
+                      help="seconds a task waits for an unreachable storage before it gives up (default 120)")
     tune.add_argument("--verbose", action="store_true", help="copy Spark's log to stderr")
     _storage_args(tune)
 
@@ -157,12 +164,19 @@ def resolve_storage(args: argparse.Namespace, cfg: dict[str, Any]) -> Any:
     return StorageTarget(url, resolve_password(password_file)), password_file
 
 
+def _path_or_none(value: Any) -> str | None:
+    return None if value is None else str(Path(str(value)).expanduser())
+
+
 def spark_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> SparkSettings:
     confs = tuple((str(k), str(v)) for k, v in sorted(cfg.get("conf", {}).items()))
     confs += parse_conf_pairs(args.conf)
     return SparkSettings(
         master=_pick(args, cfg, "master", "local[*]"),
-        spark_submit=_pick(args, cfg, "spark_submit", "spark-submit"),
+        spark_submit=_pick(args, cfg, "spark_submit"),
+        spark_home=_path_or_none(_pick(args, cfg, "spark_home")),
+        spark_conf_dir=_path_or_none(_pick(args, cfg, "spark_conf_dir")),
+        spark_secret_file=_path_or_none(_pick(args, cfg, "spark_secret_file")),
         executor_cores=_pick(args, cfg, "executor_cores"),
         executor_memory=_pick(args, cfg, "executor_memory"),
         driver_memory=_pick(args, cfg, "driver_memory"),
@@ -227,8 +241,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from runner import objectives
     from runner.report import format_progress, format_summary, to_json
     from runner.storage import StorageError
-    from runner.submit import (build_submit_command, find_java, find_spark_submit, read_spark_defaults,
-                               run_streaming, spark_conf_dirs)
+    from runner.private import PrivateFiles, read_secret_file
+    from runner.submit import (build_submit_command, effective_conf_dir, find_java, find_spark_submit,
+                               read_spark_defaults, run_streaming, spark_conf_dirs)
 
     cfg = _file_config(args)
     spark = spark_settings(args, cfg)
@@ -239,21 +254,30 @@ def cmd_tune(args: argparse.Namespace) -> int:
         n_trials=args.n_trials, timeout=args.timeout,
         n_jobs=_pick(args, cfg, "n_jobs", 2), split=args.split, sampler_seed=args.seed,
         pruner=args.pruner, heartbeat_interval=args.heartbeat_interval,
-        grace_period=args.grace_period, max_retry=args.max_retry,
+        grace_period=args.grace_period, max_retry=args.max_retry, outage_timeout=args.outage_timeout,
     )
     if study.n_trials is None and study.timeout is None:
         study = replace(study, n_trials=200 if args.objective == "quadratic" else 100)
     study.validate()
     objective = objectives.resolve(args.objective)
 
-    submit = find_spark_submit(spark.spark_submit)
+    for name in ("spark_home", "spark_conf_dir"):
+        value = getattr(spark, name)
+        if value is not None and not Path(value).is_dir():
+            raise ConfigError(f"{name} {value} is not a directory")
+    spark_secret = (read_secret_file(spark.spark_secret_file, "Spark secret file")
+                    if spark.spark_secret_file else None)
+    submit = find_spark_submit(spark.spark_submit, spark_home=spark.spark_home)
     if submit is None:
-        raise Failure(f"spark-submit not found ({spark.spark_submit}): install pyspark or set SPARK_HOME")
+        wanted = spark.spark_submit or (str(Path(spark.spark_home) / "bin" / "spark-submit")
+                                        if spark.spark_home else "spark-submit")
+        raise Failure(f"spark-submit not found ({wanted}): install pyspark or set spark_home")
     if find_java() is None:
         raise Failure("java not found: install a Java 17 runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME")
     spark = replace(spark, spark_submit=submit)
     if spark.archive and not Path(spark.archive).is_file():
         raise ConfigError(f"archive {spark.archive} does not exist")
+    conf_dirs = spark_conf_dirs(submit, spark_home=spark.spark_home, spark_conf_dir=spark.spark_conf_dir)
 
     try:
         storage = _open_existing(target)
@@ -275,37 +299,49 @@ def cmd_tune(args: argparse.Namespace) -> int:
     work = _work_dir(args, cfg)
     run_dir = work / "runs" / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    job = Job(study=study, objective=objective, gpu=spark.gpu,
-              password_file=str(Path(password_file).resolve()) if password_file else None)
-    job_file = run_dir / "job.json"
-    job_file.write_text(job.to_json(), encoding="utf-8")
-    py_files = (objective.ship_file,) if objective.ship_file else ()
-    command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
-                                   py_files=py_files, n_tasks=study.n_jobs,
-                                   spark_defaults=read_spark_defaults(spark_conf_dirs(spark.spark_submit)))
     log_path = run_dir / "spark.log"
-    budget_text = f"{study.n_trials} trials" if study.n_trials else f"{study.timeout:g} s"
-    sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "
-                     f"budget {budget_text}, storage {target.url}\n"
-                     f"optuna-spark: Spark log: {log_path}\n")
     events: dict[str, Any] = {}
+    # Whatever ends the run (an error, Ctrl-C, SIGTERM), the private files go with it.
+    with PrivateFiles(run_dir) as private:
+        conf_dir = spark.spark_conf_dir
+        if spark_secret is not None:
+            conf_dir = str(private.spark_conf_dir(effective_conf_dir(conf_dirs), spark_secret))
+        if password_file:
+            job_password_file: str | None = str(Path(password_file).resolve())
+        elif target.password is not None:
+            # From the environment: spark-submit does not inherit it (runner.submit), the Spark
+            # application reads it from this file, gone when the run ends.
+            job_password_file = str(private.write("storage-password", target.password + "\n"))
+        else:
+            job_password_file = None
+        job = Job(study=study, objective=objective, gpu=spark.gpu, password_file=job_password_file)
+        job_file = run_dir / "job.json"
+        job_file.write_text(job.to_json(), encoding="utf-8")
+        py_files = (objective.ship_file,) if objective.ship_file else ()
+        command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
+                                       py_files=py_files, n_tasks=study.n_jobs,
+                                       spark_defaults=read_spark_defaults(conf_dirs), conf_dir=conf_dir)
+        budget_text = f"{study.n_trials} trials" if study.n_trials else f"{study.timeout:g} s"
+        sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "
+                         f"budget {budget_text}, storage {target.url}\n"
+                         f"optuna-spark: Spark log: {log_path}\n")
 
-    def on_event(event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        events[kind] = event
-        if kind == "progress":
-            sys.stderr.write(format_progress(event) + "\n")
-        elif kind == "started":
-            sys.stderr.write(f"optuna-spark: Spark {event['spark_version']} application "
-                             f"{event['app_id']} started\n")
-        elif kind == "warning":
-            sys.stderr.write(f"optuna-spark: warning: {event['message']}\n")
-        sys.stderr.flush()
+        def on_event(event: dict[str, Any]) -> None:
+            kind = event.get("event")
+            events[kind] = event
+            if kind == "progress":
+                sys.stderr.write(format_progress(event) + "\n")
+            elif kind == "started":
+                sys.stderr.write(f"optuna-spark: Spark {event['spark_version']} application "
+                                 f"{event['app_id']} started\n")
+            elif kind == "warning":
+                sys.stderr.write(f"optuna-spark: warning: {event['message']}\n")
+            sys.stderr.flush()
 
-    secrets = (target.password,) if target.password else ()
-    with log_path.open("w", encoding="utf-8") as log:
-        tee = _Tee(log, sys.stderr) if args.verbose else log
-        code = run_streaming(command, tee, on_event, secrets=secrets)
+        secrets = tuple(s for s in (target.password, spark_secret) if s)
+        with log_path.open("w", encoding="utf-8") as log:
+            tee = _Tee(log, sys.stderr) if args.verbose else log
+            code = run_streaming(command, tee, on_event, secrets=secrets)
 
     if "error" in events:
         message = events["error"]["message"]
@@ -315,7 +351,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     summary = events.get("summary")
     if summary is None:
         raise Failure(f"spark-submit exited with status {code} before the study ended: "
-                      f"{_last_error_line(log_path)} (log: {log_path})")
+                      f"{_spark_failure(log_path, spark)} (log: {log_path})")
     summary.pop("event", None)
     print(to_json(summary) if args.output == "json" else format_summary(summary))
     if summary["errors"]:
@@ -335,6 +371,24 @@ class _Tee:
     def write(self, text: str) -> None:
         for s in self.streams:
             s.write(text)
+
+
+def _spark_failure(log_path: Path, spark: SparkSettings) -> str:
+    """What went wrong, from the Spark log: a master that never accepted the application (a wrong
+    RPC secret looks like this from the driver's side), else the last error line."""
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    if "All masters are unresponsive" in text:
+        if spark.spark_secret_file:
+            why = (f"a wrong secret in {spark.spark_secret_file} (it must hold the cluster's "
+                   "spark.authenticate.secret), or the master is down or unreachable")
+        else:
+            why = ("is it running and reachable, and does the cluster require authentication "
+                   "(then give spark_secret_file)?")
+        return f"the Spark master {spark.master} did not accept the application: {why}"
+    return _last_error_line(log_path)
 
 
 def _last_error_line(log_path: Path) -> str:
@@ -416,7 +470,22 @@ def cmd_optuna(args: argparse.Namespace) -> int:
     return EXIT_FAILED  # not reached
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: the run ends like on Ctrl-C, through every `finally` (private files
+    are removed, spark-submit is stopped)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     args = build_parser().parse_args(argv)
     handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "optuna": cmd_optuna}
     try:
@@ -430,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("optuna-spark: interrupted\n")
         return 130
+    except Terminated as exc:
+        sys.stderr.write(f"optuna-spark: stopped by signal {signal.Signals(exc.signum).name}\n")
+        return 128 + exc.signum
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("OPTUNA_SPARK_DEBUG"):
             raise

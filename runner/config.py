@@ -57,7 +57,12 @@ class SparkSettings:
     master: str = "local[*]"
     deploy_mode: str = "client"
     app_name: str = "optuna-spark"
-    spark_submit: str = "spark-submit"
+    spark_submit: str | None = None  # None: $spark_home/bin/spark-submit, else found on PATH
+    # Exported to spark-submit as SPARK_HOME / SPARK_CONF_DIR when set.
+    spark_home: str | None = None
+    spark_conf_dir: str | None = None
+    # Spark's RPC authentication secret (spark.authenticate.secret), one line in a private file.
+    spark_secret_file: str | None = None
     executor_cores: int | None = None
     executor_memory: str | None = None
     driver_memory: str | None = None
@@ -142,6 +147,8 @@ class StudySettings:
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retry: int = 2
+    # How long a task waits for an unreachable storage (a MySQL restart) before it gives up.
+    outage_timeout: float = 120.0
 
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
@@ -168,6 +175,8 @@ class StudySettings:
             raise ConfigError("heartbeat interval must be >= 1 s and below the grace period")
         if self.max_retry < 0:
             raise ConfigError("max retry must be >= 0")
+        if not self.outage_timeout > 0:
+            raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
 
 
 @dataclass(frozen=True)
@@ -231,7 +240,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         "storage", "password_file", "master", "runtime", "python", "driver_python", "archive",
         "spark_submit", "n_jobs", "executor_cores", "executor_memory", "driver_memory",
         "task_cpus", "gpu", "gpu_discovery_script", "conf", "work_dir", "max_task_failures",
-        "driver_java_options",
+        "driver_java_options", "spark_home", "spark_conf_dir", "spark_secret_file",
     }
     unknown = sorted(set(data) - known)
     if unknown:

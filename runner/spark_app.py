@@ -84,13 +84,14 @@ def main(argv: list[str]) -> int:
     from runner.config import Job
     from runner.trials import live_trial_ids
     from runner.storage import (StorageError, StorageTarget, describe_db_error, open_rdb_storage,
-                                resolve_password)
+                                read_password_file)
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     job = Job.from_json(Path(argv[0]).read_text(encoding="utf-8"))
     settings = job.study
-    password = resolve_password(job.password_file)
+    # Never from the environment: spark-submit runs without the password in it.
+    password = read_password_file(job.password_file) if job.password_file else None
     target = StorageTarget(settings.storage, password)
     started = time.monotonic()
 
@@ -160,7 +161,15 @@ def main(argv: list[str]) -> int:
 
     from runner.report import summarize
 
-    trials = storage.get_all_trials(study_id, deepcopy=False)
+    from runner.outage import OutageGuard, StorageOutage, database_probe
+
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
+    try:
+        trials = guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "reading the trials")
+    except StorageOutage as exc:
+        emit("error", message=f"cannot read the study's trials for the summary: {exc}")
+        spark.stop()
+        return 1
     summary = summarize(settings.name, trials, settings.n_trials, settings.direction,
                         wall=time.monotonic() - started, tasks=results)
     errors = [r for r in results if r.get("error")]

@@ -8,12 +8,12 @@ is joined to the URL only in memory, right before a connection is made.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.config import PASSWORD_ENV, ConfigError
+from runner.private import read_secret_file
 
 SUPPORTED_BACKENDS = ("sqlite", "mysql", "postgresql")
 
@@ -35,10 +35,13 @@ class StorageTarget:
         return _make_url(self.url).get_backend_name()
 
     def connect_url(self) -> str:
-        """The URL with its password, for SQLAlchemy. Never log the result."""
+        """The URL with its password, for SQLAlchemy (the runner's engines, the tasks' and Optuna's
+        own command line through OPTUNA_STORAGE). Never log the result."""
         url = _make_url(self.url)
-        if url.get_backend_name() == "mysql" and url.get_driver_name() == "mysqldb":
-            url = url.set(drivername=_mysql_driver())
+        if url.get_backend_name() == "mysql":
+            if url.get_driver_name() == "mysqldb":
+                url = url.set(drivername=_mysql_driver())
+            url = url.update_query_dict(mysql_tls_options(url.get_driver_name(), dict(url.query)))
         if self.password is not None:
             url = url.set(password=self.password)
         return url.render_as_string(hide_password=False)
@@ -52,6 +55,27 @@ class StorageTarget:
             return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2,
                     "pool_recycle": 3600, "connect_args": {"connect_timeout": 10}}
         return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
+
+
+# Query parameters of a MySQL storage URL: the TLS files (SQLAlchemy turns ssl_* into the
+# driver's `ssl` dictionary) and the character set. Anything else could turn off the certificate
+# checks (PyMySQL's ssl_verify_cert, ssl_disabled, SQLAlchemy's ssl_check_hostname) or reach the
+# driver unchecked: refused.
+MYSQL_URL_PARAMETERS = ("ssl_ca", "ssl_cert", "ssl_key", "charset")
+TLS_FILE_PARAMETERS = ("ssl_ca", "ssl_cert", "ssl_key")
+
+
+def mysql_tls_options(driver: str, query: dict[str, Any]) -> dict[str, str]:
+    """What to add to a MySQL URL's query so that TLS means a verified server. Pure.
+
+    With `ssl_ca`, PyMySQL verifies the certificate chain and the host name or IP by default.
+    mysqlclient does not (on MariaDB's client library it turns verification off unless told):
+    `ssl_mode=VERIFY_IDENTITY` asks for both. Without `ssl_ca`, PyMySQL would still use TLS
+    when the server offers it, without checking the certificate, which looks safe and is not:
+    the connection is plain instead, and a server that requires TLS refuses it."""
+    if "ssl_ca" in query:
+        return {"ssl_mode": "VERIFY_IDENTITY"} if driver == "mysqldb" else {}
+    return {"ssl_disabled": "true"} if driver == "pymysql" else {}
 
 
 def _make_url(text: str):  # type: ignore[no-untyped-def]
@@ -102,30 +126,34 @@ def validate_url(text: str) -> str:
             raise ConfigError("an SQLite storage needs a file path: sqlite:///path/to/optuna.db")
     elif not url.host or not url.database:
         raise ConfigError(f"storage URL {text!r} needs a host and a database name")
+    if backend == "mysql":
+        _check_mysql_query(dict(url.query))
     return text
 
 
+def _check_mysql_query(query: dict[str, Any]) -> None:
+    for key, value in query.items():
+        if key not in MYSQL_URL_PARAMETERS:
+            raise ConfigError(f"storage URL parameter {key!r} is not supported: use "
+                              f"{', '.join(MYSQL_URL_PARAMETERS)} (TLS is always verified)")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"storage URL parameter {key!r} needs one value")
+        if key in TLS_FILE_PARAMETERS:
+            path = Path(value)
+            if not path.is_file():
+                raise ConfigError(f"{key} file {value} of the storage URL does not exist")
+            if not os.access(path, os.R_OK):
+                raise ConfigError(f"{key} file {value} of the storage URL is not readable")
+    if ("ssl_cert" in query or "ssl_key" in query) and "ssl_ca" not in query:
+        raise ConfigError("a storage URL with ssl_cert or ssl_key needs ssl_ca: the server's "
+                          "certificate must be verified against a CA")
+
+
 def read_password_file(path: str | os.PathLike[str]) -> str:
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"password file {p} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"password file {p} is not readable") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise ConfigError(
-            f"password file {p} is open to other users (mode {stat.S_IMODE(st.st_mode):04o}): "
-            f"chmod 600 {p}"
-        )
-    try:
-        text = p.read_text(encoding="utf-8")
-    except PermissionError:
-        raise ConfigError(f"password file {p} is not readable") from None
-    password = text.rstrip("\r\n")
-    if not password:
-        raise ConfigError(f"password file {p} is empty")
-    return password
+    """The storage password: one line in a file that owner and group may read (0600, 0640, 0400,
+    0440: on a cluster, the runner account's group shares it); any bit for other users, or group
+    write or execute, is refused with the fix (runner.private)."""
+    return read_secret_file(path, "password file")
 
 
 def resolve_password(password_file: str | None, environ: dict[str, str] | None = None) -> str | None:
@@ -152,8 +180,17 @@ def describe_db_error(exc: BaseException, target: StorageTarget) -> str:
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int):
         code = args[0]
+    tls_why = _tls_failure(text)
+    if tls_why is not None:
+        ca = url.query.get("ssl_ca")
+        return (f"storage at {where}: TLS certificate verification failed ({tls_why}); "
+                f"the server's certificate must be signed by the CA in ssl_ca ({ca}) and name the host "
+                f"{url.host!r}")
     if code == 1045 or "Access denied" in text or "password authentication failed" in text:
-        return f"storage refused user {url.username!r} at {where}: wrong password or user not allowed from this host"
+        hint = "" if "ssl_ca" in url.query else (
+            ", or it requires TLS (add ?ssl_ca=/path/to/ca.pem to the storage URL)")
+        return (f"storage refused user {url.username!r} at {where}: wrong password, user not allowed "
+                f"from this host{hint}")
     if code in (2002, 2003, 2005, 2006, 2013) or "Can't connect" in text or "Connection refused" in text:
         return f"storage unreachable at {where}: {text}"
     if code == 1049 or "Unknown database" in text:
@@ -161,6 +198,20 @@ def describe_db_error(exc: BaseException, target: StorageTarget) -> str:
     if target.password:
         text = text.replace(target.password, "***")
     return f"storage error at {where}: {text}"
+
+
+def _tls_failure(text: str) -> str | None:
+    """The reason of a failed certificate check in a driver's message, or None."""
+    import re
+
+    m = re.search(r"certificate verify failed: ([^(]*?)\s*\(_ssl", text)
+    if m:
+        return m.group(1).strip().rstrip(",")
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate verify failed"
+    if "certificate" in text.lower() and ("verif" in text.lower() or "mismatch" in text.lower()):
+        return text.strip()[:200]
+    return None
 
 
 def check_connection(target: StorageTarget) -> None:

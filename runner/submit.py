@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from runner.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, SparkSettings
+from runner.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, PASSWORD_ENV, SparkSettings
 
 EVENT_PREFIX = "@optuna-spark "  # same as runner.spark_app.EVENT_PREFIX (kept import-free there)
 SPARK_APP = Path(__file__).with_name("spark_app.py")
@@ -79,14 +79,19 @@ def standalone_slot_confs(spark: SparkSettings, n_tasks: int | None,
     return out
 
 
-def spark_conf_dirs(spark_submit: str, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """Where the spark-submit at `spark_submit` may read spark-defaults.conf, most likely first."""
+def spark_conf_dirs(spark_submit: str, environ: Mapping[str, str] | None = None, *,
+                    spark_home: str | None = None, spark_conf_dir: str | None = None) -> list[Path]:
+    """Where the spark-submit at `spark_submit` may read spark-defaults.conf, most likely first:
+    the runner's `spark_conf_dir`, else $SPARK_CONF_DIR, else the Spark home's conf/."""
     env = os.environ if environ is None else environ
-    dirs = []
+    if spark_conf_dir:
+        return [Path(spark_conf_dir)]
     if env.get("SPARK_CONF_DIR"):
         return [Path(env["SPARK_CONF_DIR"])]
-    if env.get("SPARK_HOME"):
-        dirs.append(Path(env["SPARK_HOME"]) / "conf")
+    dirs = []
+    home = spark_home or env.get("SPARK_HOME")
+    if home:
+        dirs.append(Path(home) / "conf")
     dirs.append(Path(spark_submit).resolve().parent.parent / "conf")  # an Apache release's bin/
     try:  # pip's pyspark: SPARK_HOME is the package itself
         import importlib.util
@@ -96,6 +101,11 @@ def spark_conf_dirs(spark_submit: str, environ: Mapping[str, str] | None = None)
     except (ImportError, ValueError):
         pass
     return dirs
+
+
+def effective_conf_dir(conf_dirs: list[Path]) -> Path | None:
+    """The conf directory Spark would use: the first of `conf_dirs` that exists (or none)."""
+    return next((d for d in conf_dirs if d.is_dir()), None)
 
 
 # A Java properties line: the key ends at '=', ':' or white space; one separator, then the value.
@@ -137,8 +147,11 @@ def build_submit_command(
     app: str = str(SPARK_APP),
     n_tasks: int | None = None,
     spark_defaults: Mapping[str, str] | None = None,
+    conf_dir: str | None = None,
 ) -> SubmitCommand:
-    """The `spark-submit` argv for a job. Pure: no file, process or environment is read."""
+    """The `spark-submit` argv for a job, and what to add to its environment: SPARK_HOME when
+    configured, SPARK_CONF_DIR when `conf_dir` is given (the run's private copy when the RPC
+    secret is used). Pure: no file, process or environment is read."""
     confs: list[tuple[str, str]] = [("spark.ui.showConsoleProgress", "false")]
     if spark.executor_cores is not None:
         confs.append(("spark.executor.cores", str(spark.executor_cores)))
@@ -170,7 +183,7 @@ def build_submit_command(
     confs.extend(standalone_slot_confs(spark, n_tasks, spark_defaults))
     confs.extend(spark.confs)  # the user's --conf last: it wins over ours
 
-    argv = [spark.spark_submit, "--master", spark.master, "--deploy-mode", spark.deploy_mode,
+    argv = [spark.spark_submit or "spark-submit", "--master", spark.master, "--deploy-mode", spark.deploy_mode,
             "--name", spark.app_name]
     user_driver_opts = any(key == "spark.driver.extraJavaOptions" for key, _ in spark.confs)
     if spark.driver_java_options and not user_driver_opts:
@@ -184,17 +197,27 @@ def build_submit_command(
     argv.append(app)
     argv += app_args
     env = {"PYSPARK_PYTHON": executor_python, "PYSPARK_DRIVER_PYTHON": driver_python}
+    if spark.spark_home:
+        env["SPARK_HOME"] = spark.spark_home
+    if conf_dir:
+        env["SPARK_CONF_DIR"] = conf_dir
     return SubmitCommand(argv=argv, env=env)
 
 
-def find_spark_submit(configured: str, environ: dict[str, str] | None = None) -> str | None:
-    """An explicit path, else $SPARK_HOME/bin/spark-submit, else PATH (pyspark's own script)."""
+def find_spark_submit(configured: str | None, environ: Mapping[str, str] | None = None,
+                      spark_home: str | None = None) -> str | None:
+    """An explicit path; else, with `spark_home`, its bin/spark-submit; else
+    $SPARK_HOME/bin/spark-submit, else PATH (pyspark's own script)."""
     env = os.environ if environ is None else environ
+    if configured is None and spark_home:
+        candidate = Path(spark_home) / "bin" / "spark-submit"
+        return str(candidate) if os.access(candidate, os.X_OK) else None
+    configured = configured or "spark-submit"
     if os.sep in configured:
         return configured if os.access(configured, os.X_OK) else None
-    spark_home = env.get("SPARK_HOME")
-    if spark_home:
-        candidate = Path(spark_home) / "bin" / configured
+    home = spark_home or env.get("SPARK_HOME")
+    if home:
+        candidate = Path(home) / "bin" / configured
         if os.access(candidate, os.X_OK):
             return str(candidate)
     found = shutil.which(configured, path=env.get("PATH"))
@@ -213,6 +236,14 @@ def find_java(environ: dict[str, str] | None = None) -> str | None:
     return shutil.which("java", path=env.get("PATH"))
 
 
+def child_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """spark-submit's environment: ours plus `extra`, without the storage password (the Spark
+    application reads it from a file; spark-submit, its JVM and Python workers never need it)."""
+    env = {k: v for k, v in environ.items() if k != PASSWORD_ENV}
+    env.update(extra)
+    return env
+
+
 def run_streaming(
     command: SubmitCommand,
     log: IO[str],
@@ -220,19 +251,19 @@ def run_streaming(
     secrets: tuple[str, ...] = (),
 ) -> int:
     """Run spark-submit; event lines go to `on_event`, everything else (redacted) to `log`."""
-    env = {**os.environ, **command.env}
+    env = child_environment(os.environ, command.env)
     proc = subprocess.Popen(
         command.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=env, text=True, bufsize=1, start_new_session=True,
     )
 
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
+    received: list[int] = []
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        _kill_group(proc.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -247,8 +278,19 @@ def run_streaming(
             log.write(line)
         return proc.wait()
     finally:
+        if proc.poll() is None:
+            _kill_group(proc.pid, signal.SIGTERM)
+            proc.wait()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if proc.poll() is None:
-            forward(signal.SIGTERM, None)
-            proc.wait()
+        if received:
+            # The caller's own handling of the signal (Ctrl-C: KeyboardInterrupt) now that the
+            # child is gone: its `finally` blocks clean up after the run.
+            signal.raise_signal(received[0])
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass

@@ -13,13 +13,12 @@ import time
 from typing import Any
 
 from runner.config import Job
+from runner.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
 from runner.trials import fail_dead_trials, take_waiting_trial
 
 # How often a task out of claims looks again while trials still run elsewhere: it leaves this late
 # after the study's last trial ends (a cheap query: only the RUNNING trials).
 IDLE_POLL_SECONDS = 0.25
-# How long a task waits out an unreachable storage (a MySQL restart) before it gives up.
-OUTAGE_SECONDS = 120.0
 
 
 class ReleasingRetryCallback:
@@ -30,12 +29,13 @@ class ReleasingRetryCallback:
     task that wins that claim finds the copy to run.
     """
 
-    def __init__(self, max_retry: int, budget: Any) -> None:
+    def __init__(self, max_retry: int, budget: Any, guard: Any = None) -> None:
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
         self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         self._max_retry = max_retry
         self.budget = budget
+        self.guard = guard
 
     def __call__(self, study: Any, trial: Any) -> None:
         history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
@@ -43,7 +43,10 @@ class ReleasingRetryCallback:
         self._retry(study, trial)
         if will_retry and self.budget is not None:
             # Retried on its own: the trial is FAIL by now, a second pass would not come back here.
-            retrying(self.budget.release, "giving a claim back", OUTAGE_SECONDS)
+            if self.guard is not None:
+                self.guard.call(self.budget.release, "giving a claim back")
+            else:
+                self.budget.release()
 
 
 def make_sampler(job: Job, index: int) -> Any:
@@ -84,37 +87,6 @@ def wrap_objective(fn: Any, host: str) -> Any:
     return objective
 
 
-def transient_errors() -> tuple[type[BaseException], ...]:
-    """Errors of a storage that is down or restarting (not of bad data): wait and try again."""
-    import optuna
-    from sqlalchemy.exc import DBAPIError
-
-    return (optuna.exceptions.StorageInternalError, DBAPIError)
-
-
-class StorageOutage(RuntimeError):
-    pass
-
-
-def retrying(fn: Any, what: str, outage_timeout: float) -> Any:
-    """Call fn, waiting out a storage outage (a MySQL restart) for up to outage_timeout s."""
-    errors = transient_errors()
-    give_up = None
-    delay = 0.5
-    while True:
-        try:
-            return fn()
-        except errors as exc:
-            now = time.monotonic()
-            give_up = give_up or now + outage_timeout
-            if now >= give_up:
-                first = str(getattr(exc, "orig", exc)).strip().splitlines()
-                raise StorageOutage(f"storage unavailable for {outage_timeout:.0f} s ({what}): "
-                                    f"{first[0] if first else type(exc).__name__}") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 class Heartbeat(threading.Thread):
     """Records the trial's heartbeat every interval; a missed beat during an outage is harmless
     as long as the outage is shorter than the grace period."""
@@ -136,26 +108,25 @@ class Heartbeat(threading.Thread):
         self.join(timeout=self.interval + 1)
 
 
-def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: float,
-                  outage_timeout: float) -> bool:
-    """Ask, evaluate and tell one trial, surviving storage outages. False: no trial was created
-    (the storage failed at creation); the caller gives its claim back."""
+def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: float, guard: OutageGuard) -> bool:
+    """Ask, evaluate and tell one trial. The study's storage waits out outages (runner.outage),
+    so an outage under the objective only pauses it. False: no trial was created (the storage
+    failed at creation); the caller gives its claim back."""
     import optuna
 
     storage, study_id = study._storage, study._study_id
-    errors = transient_errors()
     try:
         trial_id = take_waiting_trial(storage, study_id)
         if trial_id is None:
             trial_id = storage.create_new_trial(study_id)
-    except errors:
-        retrying(lambda: storage.get_study_directions(study_id), "waiting to create a trial", outage_timeout)
+    except guard.errors as exc:
+        guard.wait("creating a trial", exc)
         return False
-    retrying(lambda: storage.record_heartbeat(trial_id), "first heartbeat", outage_timeout)
+    guard.call(lambda: storage.record_heartbeat(trial_id), "first heartbeat")
     beat = Heartbeat(storage, trial_id, heartbeat_interval)
     beat.start()
     try:
-        _evaluate(study, trial_id, objective, host, outage_timeout)
+        _evaluate(study, trial_id, objective, host, guard)
     except optuna.exceptions.UpdateFinishedTrialError:
         # Another task took this trial for dead (its heartbeats lapsed in a storage outage longer
         # than the grace period) and enqueued a retry with the claim: drop this evaluation.
@@ -165,42 +136,30 @@ def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: flo
     return True
 
 
-def _evaluate(study: Any, trial_id: int, objective: Any, host: str, outage_timeout: float) -> None:
-    """Evaluate the trial and tell its result; the objective's errors become a FAIL trial."""
+def _evaluate(study: Any, trial_id: int, objective: Any, host: str, guard: OutageGuard) -> None:
+    """Evaluate the trial and tell its result. Whatever the objective raises fails the trial,
+    a database error of its own included; only the storage's own give-up (StorageOutage, after
+    the outage timeout) and a trial finished elsewhere end the evaluation otherwise."""
     import optuna
     from optuna.trial import TrialState
 
-    storage, study_id = study._storage, study._study_id
-    errors = transient_errors()
-    trial = retrying(lambda: optuna.Trial(study, trial_id), "loading the trial", outage_timeout)
-    retrying(lambda: trial.set_user_attr("host", host), "recording the host", outage_timeout)
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr("host", host)
     value, state = None, TrialState.COMPLETE
-    for attempt in range(4):
-        try:
-            value = objective(trial)
-            break
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-            break
-        except optuna.exceptions.UpdateFinishedTrialError:
-            raise
-        except errors:
-            # The storage went away under the objective (suggest/report write to it): wait for
-            # it and evaluate the same trial again; stored suggestions come back unchanged.
-            if attempt == 3:
-                raise
-            retrying(lambda: storage.get_study_directions(study_id), "evaluating a trial", outage_timeout)
-        except (Exception, SystemExit) as exc:
-            message = f"{type(exc).__name__}: {exc}"[:2000]
-            retrying(lambda: trial.set_user_attr("fail_reason", message), "recording a failure",
-                     outage_timeout)
-            state = TrialState.FAIL
-            break
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except (optuna.exceptions.UpdateFinishedTrialError, StorageOutage):
+        raise
+    except (Exception, SystemExit) as exc:
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        trial.set_user_attr("fail_reason", message)
+        state = TrialState.FAIL
     if state == TrialState.COMPLETE:
-        retrying(lambda: study.tell(trial, value, skip_if_finished=True), "telling a result", outage_timeout)
+        study.tell(trial, value, skip_if_finished=True)
     else:
-        retrying(lambda: study.tell(trial, state=state, skip_if_finished=True), "telling a result",
-                 outage_timeout)
+        study.tell(trial, state=state, skip_if_finished=True)
 
 
 def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
@@ -226,12 +185,14 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
 
     fn = objectives.load(job.objective)
     objective = fn
-    callback = ReleasingRetryCallback(settings.max_retry, None)
-    storage = open_rdb_storage(target, settings.heartbeat_interval, settings.grace_period, callback)
-    study = retrying(lambda: optuna.load_study(
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
+    callback = ReleasingRetryCallback(settings.max_retry, None, guard)
+    rdb = open_rdb_storage(target, settings.heartbeat_interval, settings.grace_period, callback)
+    storage = guarded_storage(optuna.storages.get_storage(rdb), guard)
+    study = guard.call(lambda: optuna.load_study(
         study_name=settings.name, storage=storage,
         sampler=make_sampler(job, index), pruner=make_pruner(settings.pruner),
-    ), "loading the study", OUTAGE_SECONDS)
+    ), "loading the study")
     run = 0
 
     def out_of_time() -> bool:
@@ -254,7 +215,6 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
     if settings.n_trials is not None:
         budget = Budget(target.connect_url(), target.engine_kwargs(), study._study_id)
         callback.budget = budget
-    outage = OUTAGE_SECONDS
     last_stale_check = 0.0
     watch = LeakWatch(patience=float(settings.grace_period))
 
@@ -262,42 +222,39 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
         # Stale trials (their task died) are failed and re-enqueued, their claim handed back.
         nonlocal last_stale_check
         if time.monotonic() - last_stale_check >= settings.heartbeat_interval:
-            retrying(lambda: fail_dead_trials(study, settings.grace_period, callback), "failing stale trials",
-                     outage)
+            guard.call(lambda: fail_dead_trials(study, settings.grace_period, callback), "failing stale trials")
             last_stale_check = time.monotonic()
 
     try:
         while not out_of_time():
             check_stale()
             if budget is not None:
-                claimed = retrying(lambda: budget.claim(settings.n_trials), "claiming a trial", outage)
+                claimed = guard.call(lambda: budget.claim(settings.n_trials), "claiming a trial")
                 if not claimed:
                     # Out of claims. Trials still running elsewhere may go stale (a dead executor)
                     # and give their claim back: wait for them rather than leave early. WAITING
                     # trials hold no claim (runner.budget): left over, they wait for a next run.
-                    running = retrying(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)),
-                                       "polling", outage)
+                    running = guard.call(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), "polling")
                     if running:
                         watch.reset()
                     else:
                         # Nothing running: done, unless claims were lost by a task that died
                         # between claiming and creating its trial (runner.budget.LeakWatch).
-                        seen, changes = retrying(budget.state, "reading the budget", outage)
-                        trials = retrying(lambda: study.get_trials(deepcopy=False), "polling", outage)
+                        seen, changes = guard.call(budget.state, "reading the budget")
+                        trials = guard.call(lambda: study.get_trials(deepcopy=False), "polling")
                         counted = counted_trials(trials)
                         verdict = watch.observe(seen, changes, counted, time.monotonic())
                         if verdict == "done":
                             break
                         if verdict == "repair":
-                            retrying(lambda: budget.set_if_unchanged(changes, counted), "repairing the budget",
-                                     outage)
+                            guard.call(lambda: budget.set_if_unchanged(changes, counted), "repairing the budget")
                             continue
                     time.sleep(IDLE_POLL_SECONDS)
                     continue
-            if run_one_trial(study, objective, host, settings.heartbeat_interval, outage):
+            if run_one_trial(study, objective, host, settings.heartbeat_interval, guard):
                 run += 1
             elif budget is not None:
-                retrying(budget.release, "giving a claim back", outage)
+                guard.call(budget.release, "giving a claim back")
     finally:
         if budget is not None:
             budget.dispose()

@@ -109,3 +109,25 @@ def test_unknown_database(run_cli, mariadb) -> None:
     proc = run_cli("status", "--storage", mariadb.url("nodb"),
                    env={"OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password})
     one_line_error(proc, 1, "storage")
+
+
+@pytest.mark.parametrize("mode", [0o660, 0o604])
+def test_password_file_group_writable_or_world_readable_is_refused(run_cli, tmp_path: Path, mode: int) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("secret")
+    pw.chmod(mode)
+    proc = run_cli("status", "--password-file", str(pw), "--storage", "mysql://optuna_user@127.0.0.1/optuna")
+    line = one_line_error(proc, 2, f"password file {pw} is open to other users", f"chmod 600 {pw}",
+                          "chmod 640")
+    assert "secret" not in line
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("mode", [0o640, 0o440])
+def test_a_password_file_shared_with_a_group_is_accepted(run_cli, mariadb, tmp_path: Path, mode: int) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text(mariadb.password + "\n")
+    pw.chmod(mode)
+    proc = run_cli("status", "--storage", mariadb.url(), "--password-file", str(pw), "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert "studies" in proc.stdout

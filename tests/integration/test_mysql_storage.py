@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from procwatch import Seen, watch
 
 pytestmark = [pytest.mark.spark, pytest.mark.mysql]
 
@@ -31,9 +34,10 @@ def test_mysql_study_keeps_its_password_out_of_argv_logs_and_spark_ui(mariadb, p
             "--password-file", str(password_file), "--conf", f"spark.ui.port={ui_port}", "--output", "json"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen_ui, process_lists = [], []
+    seen_ui, process_lists, tree = [], [], Seen()
     while proc.poll() is None:
         process_lists.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+        watch(proc.pid, tree)
         try:
             base = f"http://127.0.0.1:{ui_port}/api/v1/applications"
             apps = json.load(urllib.request.urlopen(base, timeout=2))
@@ -57,16 +61,40 @@ def test_mysql_study_keeps_its_password_out_of_argv_logs_and_spark_ui(mariadb, p
     run_dir = next((tmp_path / "work" / "runs").iterdir())
     for name, text in [("stdout", out), ("stderr", err), ("spark.log", (run_dir / "spark.log").read_text()),
                        ("job.json", (run_dir / "job.json").read_text()),
-                       *[("process list", p) for p in process_lists], *[("Spark UI", p) for p in seen_ui]]:
+                       *[("process list", p) for p in process_lists], *[("Spark UI", p) for p in seen_ui],
+                       *tree.texts()]:
         assert secret not in text, f"the storage password appears in the {name}"
 
 
-def test_password_from_the_environment(mariadb, run_cli) -> None:
-    proc = run_cli("tune", "--study", "env-pw", "--n-trials", "6", "--storage", mariadb.url(), "--output", "json",
-                   env={"OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout)["finished"] == 6
-    assert mariadb.password not in proc.stdout + proc.stderr
+def test_password_from_the_environment_stays_out_of_spark_submits_environment(mariadb, run_cli,
+                                                                              tmp_path: Path) -> None:
+    """The password given in OPTUNA_SPARK_STORAGE_PASSWORD reaches the Spark application through a
+    0600 file of the run's private directory, not through spark-submit's environment."""
+    args = [str(Path(sys.executable).parent / "optuna-spark"), "tune", "--study", "env-pw", "--n-trials", "6",
+            "--storage", mariadb.url(), "--output", "json"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, modes = Seen(), set()
+    while proc.poll() is None:
+        watch(proc.pid, seen)
+        for f in (tmp_path / "work" / "runs").glob("*/private/storage-password"):
+            try:
+                modes.add(stat.S_IMODE(f.stat().st_mode))
+            except FileNotFoundError:
+                pass
+        time.sleep(0.3)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert json.loads(out)["finished"] == 6
+    assert mariadb.password not in out + err
+    assert modes == {0o600}
+    assert not list((tmp_path / "work" / "runs").glob("*/private"))
+    children = {pid: e for pid, e in seen.environs.items() if pid != proc.pid}
+    assert len(children) >= 3  # spark-submit's JVM, the Python driver, its Python workers
+    for pid, child_env in children.items():
+        assert "OPTUNA_SPARK_STORAGE_PASSWORD" not in child_env, seen.cmdlines[pid]
+        assert mariadb.password not in "\n".join(child_env.values()) + seen.cmdlines[pid]
     # Optuna's own command line reads the same study through the runner's storage settings.
     cli = run_cli("optuna", "--storage", mariadb.url(), "--", "trials", "--study-name", "env-pw", "-f", "json",
                   env={"OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password})

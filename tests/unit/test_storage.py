@@ -35,14 +35,26 @@ def test_redact_url() -> None:
     assert redact_url("sqlite:///a.db") == "sqlite:///a.db"
 
 
-def test_password_file_must_be_private(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o400, 0o440])
+def test_a_password_file_the_owner_or_its_group_reads_is_accepted(tmp_path: Path, mode: int) -> None:
     f = tmp_path / "pw"
     f.write_text("s3cr3t\n")
-    os.chmod(f, 0o644)
-    with pytest.raises(ConfigError, match="chmod 600"):
-        read_password_file(f)
-    os.chmod(f, 0o600)
+    os.chmod(f, mode)
     assert read_password_file(f) == "s3cr3t"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o650, 0o620])
+def test_a_password_file_open_to_others_or_group_writable_is_refused(tmp_path: Path, mode: int) -> None:
+    f = tmp_path / "pw"
+    f.write_text("s3cr3t\n")
+    os.chmod(f, mode)
+    with pytest.raises(ConfigError) as info:
+        read_password_file(f)
+    assert str(info.value) == (f"password file {f} is open to other users (mode {mode:04o}): chmod 600 {f} "
+                               "(or chmod 640 to share it with its group)")
+
+
+def test_a_password_file_must_hold_a_password(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text("\n")
     os.chmod(empty, 0o600)
@@ -87,3 +99,45 @@ def test_database_errors_become_one_line(args: tuple, expected: str) -> None:
     exc.orig = exc  # type: ignore[attr-defined]
     line = describe_db_error(exc, StorageTarget("mysql://u@h/optuna", "pw"))
     assert expected in line and "\n" not in line
+
+
+def test_tls_always_means_a_verified_server(tmp_path: Path) -> None:
+    from runner.storage import mysql_tls_options
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    assert mysql_tls_options("pymysql", {"ssl_ca": str(ca)}) == {}  # PyMySQL verifies chain and host
+    assert mysql_tls_options("mysqldb", {"ssl_ca": str(ca)}) == {"ssl_mode": "VERIFY_IDENTITY"}
+    assert mysql_tls_options("pymysql", {}) == {"ssl_disabled": "true"}  # no unverified TLS
+    from sqlalchemy.engine import make_url
+    url = make_url(StorageTarget(f"mysql+pymysql://u@h/optuna?ssl_ca={ca}", "pw").connect_url())
+    assert dict(url.query) == {"ssl_ca": str(ca)} and url.password == "pw"
+    assert StorageTarget("mysql+pymysql://u@h/optuna").connect_url() == "mysql+pymysql://u@h/optuna?ssl_disabled=true"
+
+
+def test_mysql_url_parameters_are_checked(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    assert validate_url(f"mysql+pymysql://u@10.89.0.10/optuna?ssl_ca={ca}")
+    with pytest.raises(ConfigError, match="'ssl_verify_cert' is not supported"):
+        validate_url(f"mysql+pymysql://u@h/optuna?ssl_ca={ca}&ssl_verify_cert=false")
+    with pytest.raises(ConfigError, match="needs ssl_ca"):
+        validate_url(f"mysql+pymysql://u@h/optuna?ssl_cert={ca}")
+    with pytest.raises(ConfigError, match="one value"):
+        validate_url(f"mysql+pymysql://u@h/optuna?ssl_ca={ca}&ssl_ca={ca}")
+    with pytest.raises(ConfigError, match="does not exist"):
+        validate_url(f"mysql+pymysql://u@h/optuna?ssl_ca={tmp_path / 'none.pem'}")
+
+
+def test_tls_errors_are_named() -> None:
+    class Orig(Exception):
+        pass
+
+    class Wrapped(Exception):
+        orig = Orig(2003, "Can't connect to MySQL server on '10.0.0.1' ([SSL: CERTIFICATE_VERIFY_FAILED] "
+                          "certificate verify failed: IP address mismatch, certificate is not valid for "
+                          "'10.0.0.1'. (_ssl.c:1006))")
+
+    line = describe_db_error(Wrapped(), StorageTarget("mysql+pymysql://u@10.0.0.1/optuna?ssl_ca=/ca.pem"))
+    assert line.startswith("storage at 10.0.0.1:3306: TLS certificate verification failed (IP address mismatch, "
+                           "certificate is not valid for '10.0.0.1'.)")
+    assert "/ca.pem" in line

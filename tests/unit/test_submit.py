@@ -197,3 +197,42 @@ def test_spark_defaults_are_read_as_java_properties(tmp_path) -> None:
     assert spark_conf_dirs("spark-submit", {"SPARK_CONF_DIR": str(conf)}) == [conf]
     dirs = spark_conf_dirs(str(tmp_path / "spark" / "bin" / "spark-submit"), {"SPARK_HOME": "/opt/spark"})
     assert dirs[:2] == [Path("/opt/spark/conf"), (tmp_path / "spark" / "conf").resolve()]
+
+
+def test_spark_home_and_conf_dir_are_exported_to_spark_submit() -> None:
+    spark = SparkSettings(spark_submit="/opt/spark/current/bin/spark-submit", spark_home="/opt/spark/current")
+    cmd = build_submit_command(spark, [], default_python="py", conf_dir="/etc/spark")
+    assert cmd.env["SPARK_HOME"] == "/opt/spark/current" and cmd.env["SPARK_CONF_DIR"] == "/etc/spark"
+    assert cmd.argv[0] == "/opt/spark/current/bin/spark-submit"
+    plain = build_submit_command(SparkSettings(), [], default_python="py")
+    assert "SPARK_HOME" not in plain.env and "SPARK_CONF_DIR" not in plain.env
+
+
+def test_the_configured_conf_dir_wins_over_the_environment(tmp_path) -> None:
+    from runner.submit import effective_conf_dir, spark_conf_dirs
+    env = {"SPARK_CONF_DIR": "/from/env", "SPARK_HOME": "/env/home"}
+    assert spark_conf_dirs("spark-submit", env, spark_conf_dir="/etc/spark") == [Path("/etc/spark")]
+    assert spark_conf_dirs("spark-submit", env, spark_home="/opt/spark") == [Path("/from/env")]
+    assert spark_conf_dirs("/x/bin/spark-submit", {"SPARK_HOME": "/env/home"},
+                           spark_home="/opt/spark")[0] == Path("/opt/spark/conf")
+    (tmp_path / "b").mkdir()
+    assert effective_conf_dir([tmp_path / "a", tmp_path / "b"]) == tmp_path / "b"
+    assert effective_conf_dir([tmp_path / "a"]) is None
+
+
+def test_spark_submit_comes_from_spark_home(tmp_path) -> None:
+    from runner.submit import find_spark_submit
+    home = tmp_path / "spark"
+    (home / "bin").mkdir(parents=True)
+    script = home / "bin" / "spark-submit"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert find_spark_submit(None, {"PATH": ""}, spark_home=str(home)) == str(script)
+    assert find_spark_submit(None, {"PATH": ""}, spark_home=str(tmp_path / "none")) is None
+    assert find_spark_submit(str(script), {"PATH": ""}, spark_home="/elsewhere") == str(script)
+
+
+def test_spark_submit_never_inherits_the_storage_password() -> None:
+    from runner.submit import child_environment
+    env = child_environment({"PATH": "/bin", "OPTUNA_SPARK_STORAGE_PASSWORD": "pw"}, {"PYSPARK_PYTHON": "py"})
+    assert env == {"PATH": "/bin", "PYSPARK_PYTHON": "py"}

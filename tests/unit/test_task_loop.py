@@ -7,6 +7,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from runner.outage import OutageGuard
 from runner.task import ReleasingRetryCallback, run_one_trial
 from runner.trials import transition
 
@@ -25,7 +26,7 @@ def test_a_failing_objective_is_a_fail_trial_with_its_message(tmp_path: Path) ->
         trial.suggest_float("x", 0, 1)
         raise ValueError("bad x")
 
-    assert run_one_trial(study, objective, "h", heartbeat_interval=1, outage_timeout=5)
+    assert run_one_trial(study, objective, "h", heartbeat_interval=1, guard=OutageGuard(lambda: True, 5))
     (t,) = study.get_trials()
     assert t.state == TrialState.FAIL and t.user_attrs == {"host": "h", "fail_reason": "ValueError: bad x"}
 
@@ -42,6 +43,6 @@ def test_a_trial_taken_for_dead_while_it_runs_is_dropped_not_a_crash(tmp_path: P
         callback(study, study._storage.get_trial(trial._trial_id))
         return trial.suggest_float("y", 0, 1) + x  # writes to a finished trial
 
-    assert run_one_trial(study, objective, "h", heartbeat_interval=1, outage_timeout=5)
+    assert run_one_trial(study, objective, "h", heartbeat_interval=1, guard=OutageGuard(lambda: True, 5))
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.WAITING]

@@ -1,0 +1,101 @@
+"""Real storage faults while objectives write to the study: a TCP proxy in front of a real MariaDB
+cuts every connection for a while (an outage) or drops the answers to COMMITs (lost
+acknowledgements). Each run ends at exactly its budget, or fails with one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from faultproxy import FaultProxy
+from runner.budget import finished_trials
+
+pytestmark = [pytest.mark.spark, pytest.mark.mysql]
+
+BIN = Path(sys.executable).parent
+
+# Ten intermediate values per trial, 0.1 s apart: an outage always hits objectives mid-report.
+REPORTING = """
+import time
+
+def objective(trial):
+    x = trial.suggest_float("x", -10, 10)
+    for step in range(10):
+        trial.report(x * x + step, step)
+        time.sleep(0.1)
+    return x * x
+"""
+
+
+@pytest.fixture
+def proxy(mariadb):
+    p = FaultProxy(mariadb.port)
+    yield p
+    p.close()
+
+
+def direct(mariadb) -> str:
+    return f"mysql+pymysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/optuna"
+
+
+def tune(tmp_path: Path, proxy: FaultProxy, mariadb, study: str, *extra: str) -> subprocess.Popen:
+    (tmp_path / "reporting.py").write_text(REPORTING)
+    args = [str(BIN / "optuna-spark"), "tune", "--study", study, "--objective", "reporting:objective",
+            "--n-jobs", "2", "--master", "local[2]", "--output", "json",
+            "--storage", f"mysql+pymysql://{mariadb.user}@127.0.0.1:{proxy.port}/optuna", *extra]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password}
+    env.pop("OPTUNA_SPARK_CONFIG", None)
+    return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_trials(mariadb, study: str, n: int, proc: subprocess.Popen) -> int:
+    for _ in range(600):
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        try:
+            got = len(optuna.load_study(study_name=study, storage=direct(mariadb)).trials)
+        except Exception:
+            continue
+        if got >= n:
+            return got
+    pytest.fail("the study never got going")
+
+
+def test_an_outage_while_objectives_report_is_waited_out(proxy, mariadb, tmp_path: Path) -> None:
+    proc = tune(tmp_path, proxy, mariadb, "outage", "--n-trials", "24")
+    before = wait_for_trials(mariadb, "outage", 4, proc)
+    proxy.outage(15)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert proxy.outage_cuts > 0 and before < 24
+    trials = optuna.load_study(study_name="outage", storage=direct(mariadb)).trials
+    assert json.loads(out)["finished"] == 24 == len(trials) == finished_trials(trials)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 24
+    assert all(len(t.intermediate_values) == 10 for t in trials)
+
+
+def test_an_outage_longer_than_the_timeout_fails_in_one_line_and_the_next_run_finishes(
+        proxy, mariadb, tmp_path: Path) -> None:
+    faults = ("--outage-timeout", "3", "--heartbeat-interval", "1", "--grace-period", "3")
+    proc = tune(tmp_path, proxy, mariadb, "long-outage", "--n-trials", "24", *faults)
+    wait_for_trials(mariadb, "long-outage", 4, proc)
+    proxy.outage(12)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    assert "storage unavailable for 3 s" in last, last
+    time.sleep(max(0.0, proxy.down_until - time.monotonic()))
+    again = tune(tmp_path, proxy, mariadb, "long-outage", "--n-trials", "24", *faults)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-3000:]
+    trials = optuna.load_study(study_name="long-outage", storage=direct(mariadb)).trials
+    assert json.loads(out)["finished"] == 24 == finished_trials(trials)
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
