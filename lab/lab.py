@@ -38,6 +38,7 @@ LABEL_ROLE = "optuna-spark.lab.role"  # driver | worker
 LABEL_HOST = "optuna-spark.lab.host"  # driver, worker1, ...
 LABEL_IP = "optuna-spark.lab.ip"      # the fixed cluster address, for reconnects
 LABEL_MAC = "optuna-spark.lab.mac"    # the fixed MAC address, for reconnects
+LABEL_CAPS = "optuna-spark.lab.caps"  # the added capabilities (a change recreates the host)
 LABEL_IMAGE = "optuna-spark.lab.image"  # on images: the recipe hash
 INVENTORY_MARKER = ".generated-by-lab"
 HOST_CA_SUBDIR = "/usr/local/share/ca-certificates/lab-host"
@@ -393,11 +394,13 @@ def create_container(lab: Lab, image: str, host: str, ip: str) -> None:
             "--label", f"{LABEL}={lab.name}",
             "--label", f"{LABEL_ROLE}={role_of(host)}",
             "--label", f"{LABEL_HOST}={host}", "--label", f"{LABEL_IP}={ip}",
-            "--label", f"{LABEL_MAC}={mac}",
+            "--label", f"{LABEL_MAC}={mac}", "--label", f"{LABEL_CAPS}={lab.s.get('LAB_CAPS', '')}",
             "--network", lab.network, "--ip", ip, "--mac-address", mac, "--network-alias", host,
             "--systemd=always", "--stop-timeout", "20"]
     for ulimit in lab.s.get("LAB_ULIMITS", "").split():
         args += ["--ulimit", ulimit]
+    if lab.s.get("LAB_CAPS"):
+        args += ["--cap-add", lab.s["LAB_CAPS"]]
     if lab.s.get("LAB_SHM_SIZE"):
         args += ["--shm-size", lab.s["LAB_SHM_SIZE"]]
     if lab.s.get("LAB_PIDS_LIMIT"):
@@ -548,8 +551,10 @@ def up(lab: Lab) -> None:
             ip = host_address(lab, subnet, host)
             c = existing.get(host)
             if c and (c["Config"]["Labels"].get(LABEL_IP) != ip
-                      or c["Config"]["Labels"].get(LABEL_MAC) != mac_of(lab, host)):
-                log(f"recreating {c['Name']}: its address is not {ip} / {mac_of(lab, host)}")
+                      or c["Config"]["Labels"].get(LABEL_MAC) != mac_of(lab, host)
+                      or c["Config"]["Labels"].get(LABEL_CAPS, "") != lab.s.get("LAB_CAPS", "")):
+                log(f"recreating {c['Name']}: its address or capabilities are not {ip} / {mac_of(lab, host)} / "
+                    f"{lab.s.get('LAB_CAPS', '')}")
                 podman(lab, "rm", "-f", c["Id"])
                 c = None
             if c and not c["State"]["Running"]:
