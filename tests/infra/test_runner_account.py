@@ -90,7 +90,7 @@ def test_commands_on_the_path_with_the_clusters_spark(driver: Node) -> None:
 
 def test_old_run_folders_and_backups_are_cleaned_by_timers(driver: Node) -> None:
     tmpfiles = driver.host.file("/etc/tmpfiles.d/optuna-spark-runs.conf").content_string
-    assert f"e {driver.var('optuna_runner_work_dir')}/runs - - - m:{driver.var('optuna_runner_runs_max_age')}" in tmpfiles
+    assert f"e {driver.var('optuna_runner_work_dir')}/runs - - - mM:{driver.var('optuna_runner_runs_max_age')}" in tmpfiles
     assert driver.host.service("systemd-tmpfiles-clean.timer").is_enabled
     if driver.var("mysql_backup_enabled"):
         timer = driver.host.service("optuna-spark-backup.timer")
