@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 ROLES = ROOT / "roles"
 DEFAULT_INVENTORY = "inventory/lab"
 # Roles whose defaults/vars the tests read (each role's public variables carry its prefix).
-ROLE_NAMES = ["preflight", "mysql", "spark", "optuna_runtime", "optuna_runner", "optuna_studies"]
+ROLE_NAMES = ["preflight", "mysql", "spark", "optuna_runtime", "optuna_runner", "optuna_studies", "optuna_firewall"]
 PODMAN_CONNECTIONS = {"containers.podman.podman", "podman"}
 INNER_ENV = "INFRA_VERIFY_INNER"
 
@@ -144,6 +144,9 @@ class Cluster:
         merged = {**defaults, **self.inventory_vars(name), **role_vars}
         merged.setdefault("ansible_facts", facts)
         merged["playbook_dir"] = str(ROOT / "playbooks")
+        # Roles read other hosts' inventory variables (every node's cluster_address).
+        merged.setdefault("groups", {g: self.group(g) for g in self._inv.groups})
+        merged.setdefault("hostvars", {h: self.inventory_vars(h) for h in self.nodes})
         if variable not in merged:
             raise KeyError(f"{variable} is defined neither in the inventory nor in the roles")
         return _plain(Templar(loader=self._loader, variables=merged).template(merged[variable]))
