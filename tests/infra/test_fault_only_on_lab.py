@@ -24,8 +24,9 @@ def non_lab_copy(cluster: Cluster, tmp_path: Path) -> Path:
 
 def test_the_fault_test_never_runs_against_a_non_lab_inventory(cluster: Cluster, the_driver: Node,
                                                              tmp_path: Path) -> None:
-    assert cluster.is_lab, f"{cluster.inventory}: this check needs the lab"
-    copy = non_lab_copy(cluster, tmp_path)
+    # On the lab, a copy without the lab's marks stands for a real cluster's inventory; on a real
+    # cluster's inventory, the inventory itself.
+    copy = non_lab_copy(cluster, tmp_path) if cluster.is_lab else cluster.inventory
     pytest_cmd = [str(BIN / "pytest"), "-p", "no:cacheprovider", "tests/infra", f"--ansible-inventory={copy}"]
     listed = subprocess.run([*pytest_cmd, "--collect-only", "-q"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)

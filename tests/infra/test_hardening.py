@@ -65,7 +65,7 @@ def test_fixed_spark_ports(node: Node) -> None:
     if node.name in node.cluster.workers:
         listening = node.check("ss -Hltnp")
         assert re.search(rf":{node.var('spark_worker_port')}\s", listening), \
-            f"{node.name}: the worker does not listen on spark_worker_port {node.var('spark_worker_port')}"
+            f"{node.name}: spark-worker does not listen on spark_worker_port {node.var('spark_worker_port')}"
 
 
 def test_only_the_runner_and_spark_read_the_secret(driver: Node) -> None:
