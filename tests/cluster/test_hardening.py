@@ -90,8 +90,7 @@ def test_this_machine_cannot_submit_a_spark_job(tmp_path: Path) -> None:
     env["PYSPARK_PYTHON"] = sys.executable
     submit = Path(sys.executable).parent / "spark-submit"
     started = time.monotonic()
-    proc = subprocess.run([str(submit), "--master", f"spark://{lab_vars()['cluster_driver_address']}:7077",
-                           "--conf", "spark.network.timeout=10s", str(app)],
+    proc = subprocess.run([str(submit), "--master", f"spark://{lab_vars()['cluster_driver_address']}:7077", str(app)],
                           capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
     assert proc.returncode != 0 and "\n28\n" not in f"\n{proc.stdout}", proc.stdout[-1000:]
     assert "unresponsive" in proc.stderr or "Failed to connect" in proc.stderr, proc.stderr[-2000:]
@@ -106,7 +105,7 @@ def test_a_cluster_host_without_the_secret_cannot_submit_a_spark_job() -> None:
                                       "spark-submit /tmp/optuna-spark-probe.py", timeout=300)
     assert no_secret.returncode != 0 and "A secret key must be specified" in no_secret.stderr, no_secret.stderr[-2000:]
     made_up = ("spark.authenticate true\nspark.authenticate.secret not-the-cluster-secret-0123456789ab\n"
-               "spark.network.crypto.enabled true\nspark.network.timeout 10s\n")
+               "spark.network.crypto.enabled true\n")
     assert on_driver("sh", "-c", f"umask 077; cat > /tmp/optuna-spark-wrong.conf <<'EOF'\n{made_up}EOF").returncode == 0
     wrong = on_driver("sh", "-c", "cd /tmp && PYSPARK_PYTHON=/opt/optuna-spark/env/bin/python spark-submit "
                                   f"--master spark://{lab_vars()['cluster_driver_address']}:7077 "
