@@ -15,16 +15,16 @@ def defaults(role: str) -> dict:
 
 
 def test_firewall_defaults_follow_the_spark_and_mysql_roles() -> None:
-    others = {**defaults("spark"), **defaults("mysql")}
+    others = {**defaults("spark"), **defaults("mysql"), **defaults("optuna_dashboard")}
     fw = defaults("optuna_firewall")
     text = " ".join(str(v) for v in fw["optuna_firewall_tcp_ports"] + fw["optuna_firewall_tcp_range_starts"]
                     + [fw["optuna_firewall_range_length"]])
     pairs = re.findall(r"(\w+) \| default\((\d+)\)", text)
-    assert len(pairs) == 10, pairs
+    assert len(pairs) == 11, pairs
     for name, value in pairs:
         assert name in others, f"the firewall names {name}, which no role defines"
         assert str(others[name]) == value, f"{name}: the firewall assumes {value}, its role says {others[name]}"
     # Every port variable of the spark role is protected.
     for name in others:
-        if name.endswith("_port") and name.startswith(("spark_", "mysql_")):
+        if name.endswith("_port") and name.startswith(("spark_", "mysql_", "optuna_dashboard_")) and "_db_" not in name:
             assert name in dict(pairs), f"{name} is not protected by the firewall"

@@ -45,6 +45,7 @@ def test_site_imports_one_playbook_per_concern() -> None:
         "playbooks/spark.yml",
         "playbooks/runtime.yml",
         "playbooks/studies.yml",
+        "playbooks/dashboard.yml",
     ]
 
 

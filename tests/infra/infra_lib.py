@@ -20,7 +20,8 @@ BIN = Path(sys.executable).parent
 ROLES = ROOT / "roles"
 DEFAULT_INVENTORY = "inventory/lab"
 # Roles whose defaults/vars the tests read (each role's public variables carry its prefix).
-ROLE_NAMES = ["preflight", "mysql", "spark", "optuna_runtime", "optuna_runner", "optuna_studies", "optuna_firewall"]
+ROLE_NAMES = ["preflight", "mysql", "spark", "optuna_runtime", "optuna_runner", "optuna_studies", "optuna_firewall",
+              "optuna_dashboard"]
 PODMAN_CONNECTIONS = {"containers.podman.podman", "podman"}
 INNER_ENV = "INFRA_VERIFY_INNER"
 
