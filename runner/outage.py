@@ -23,6 +23,8 @@ T = TypeVar("T")
 # is taken for what it is (bad data, a bug), not for an outage.
 REACHABLE_RETRIES = 3
 FIRST_DELAY, MAX_DELAY = 0.25, 5.0
+# MySQL errors by which the server refuses a connection: it is up, the error is no outage.
+REFUSALS = (1044, 1045, 1049)
 
 
 class StorageOutage(BaseException):
@@ -107,8 +109,10 @@ def database_probe(connect_url: str, engine_kwargs: dict[str, Any]) -> Callable[
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 - any failure means "not now"
-            return False
+        except Exception as exc:  # noqa: BLE001 - any failure means "not now"...
+            # ... except a refusal: the server answered (a wrong password is no outage).
+            code = getattr(getattr(exc, "orig", None), "args", (None,))[:1]
+            return bool(code) and code[0] in REFUSALS
 
     return probe
 

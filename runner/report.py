@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from runner.budget import finished_trials, retried_numbers
+from runner.ledger import finished_trials, retried_numbers
 
 
 def _best(trials: list[Any], direction: str) -> Any | None:

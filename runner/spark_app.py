@@ -80,9 +80,7 @@ def main(argv: list[str]) -> int:
 
     import optuna
 
-    from runner.budget import Budget, counted_trials
     from runner.config import Job
-    from runner.trials import live_trial_ids
     from runner.storage import (StorageError, StorageTarget, describe_db_error, open_rdb_storage,
                                 read_password_file)
 
@@ -97,35 +95,21 @@ def main(argv: list[str]) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from runner.outage import OutageGuard, StorageOutage, database_probe
+
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     try:
         if target.backend == "sqlite":
             _sqlite_wal(target)
-        storage = open_rdb_storage(target, settings.heartbeat_interval, settings.grace_period)
-        study = optuna.create_study(
-            study_name=settings.name, storage=storage, direction=settings.direction,
-            load_if_exists=True,
-        )
-        if study.direction.name.lower() != settings.direction:
-            emit("error", message=f"study {settings.name!r} exists with direction "
-                                  f"{study.direction.name.lower()}, not {settings.direction}")
-            return 2
-        study_id = study._study_id
-        if settings.n_trials is not None and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
-            study.set_user_attr("optuna_spark_budget", settings.n_trials)
-        if settings.split == "shared" and settings.n_trials is not None:
-            budget = Budget(target.connect_url(), target.engine_kwargs(), study_id)
-            budget.create()
-            live = live_trial_ids(storage, study_id, settings.grace_period)
-            if live:
-                # Another run of this study is under way: its counter is right, and resetting it
-                # would drop the claims its tasks hold between claiming and creating a trial.
-                emit("warning", message=f"{len(live)} trial(s) of study {settings.name!r} have a recent "
-                                        "heartbeat (another run under way, or one stopped less than the grace "
-                                        "period ago): this run shares its budget counter")
-            else:
-                budget.reconcile(counted_trials(study.get_trials(deepcopy=False)))
-            budget.dispose()
-    except (SQLAlchemyError, StorageError) as exc:
+        storage = open_rdb_storage(target)
+        study_id = guard.call(lambda: prepare_study(storage, target, job), "preparing the study")
+    except WrongDirection as exc:
+        emit("error", message=str(exc))
+        return 2
+    except StorageOutage as exc:
+        emit("error", message=str(exc))
+        return 1
+    except (SQLAlchemyError, StorageError, optuna.exceptions.StorageInternalError) as exc:
         emit("error", message=describe_db_error(exc, target))
         return 1
 
@@ -161,9 +145,6 @@ def main(argv: list[str]) -> int:
 
     from runner.report import summarize
 
-    from runner.outage import OutageGuard, StorageOutage, database_probe
-
-    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     try:
         trials = guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "reading the trials")
     except StorageOutage as exc:
@@ -181,6 +162,50 @@ def main(argv: list[str]) -> int:
     emit("summary", **summary)
     spark.stop()
     return 3 if summary["errors"] else 0
+
+
+class WrongDirection(ValueError):
+    pass
+
+
+def prepare_study(storage: Any, target: Any, job: Any) -> int:
+    """Create or load the study, its budget tables and, for the static split, each task's share.
+    Idempotent: an outage's retry may run it twice."""
+    import optuna
+
+    from runner.config import static_shares
+    from runner.ledger import Ledger, foreign_finished
+
+    settings = job.study
+    study = optuna.create_study(study_name=settings.name, storage=storage, direction=settings.direction,
+                                load_if_exists=True)
+    if study.direction.name.lower() != settings.direction:
+        raise WrongDirection(f"study {settings.name!r} exists with direction "
+                             f"{study.direction.name.lower()}, not {settings.direction}")
+    if settings.n_trials is not None and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
+        study.set_user_attr("optuna_spark_budget", settings.n_trials)
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, storage)
+    try:
+        ledger.create()
+        ledger.ensure()
+        now, running = ledger.running()
+        live = [r for r in running if now is None or not r.is_dead(now)]
+        if live:
+            # Another run of this study is under way: its claims in flight are real, and
+            # reconciling would give them back.
+            emit("warning", message=f"{len(live)} trial(s) of study {settings.name!r} have a recent "
+                                    "heartbeat (another run under way, or one stopped less than the grace "
+                                    "period ago): this run shares its budget")
+        else:
+            ledger.reconcile()
+        if settings.split == "static" and settings.n_trials is not None:
+            # The seed's fixed shares, of what is left of the budget: a second run of the same
+            # command continues toward the same total, as the shared split does.
+            left = settings.n_trials - foreign_finished(study.get_trials(deepcopy=False)) - ledger.claimed()
+            job.extra["shares"] = static_shares(max(0, left), settings.n_jobs)
+    finally:
+        ledger.dispose()
+    return int(study._study_id)
 
 
 def _sqlite_wal(target: Any) -> None:

@@ -174,6 +174,8 @@ def describe_db_error(exc: BaseException, target: StorageTarget) -> str:
     """One line for an SQLAlchemy/DBAPI error, without the password or the SQL."""
     url = _make_url(target.url)
     where = f"{url.host}:{url.port or 3306}" if url.host else (url.database or "?")
+    if getattr(exc, "orig", None) is None and exc.__cause__ is not None:  # Optuna's wrapping
+        exc = exc.__cause__
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     code = None
@@ -237,15 +239,9 @@ def check_connection(target: StorageTarget) -> None:
         engine.dispose()
 
 
-def open_rdb_storage(target: StorageTarget, heartbeat_interval: int | None = None,
-                     grace_period: int | None = None, stale_callback: Any = None):  # type: ignore[no-untyped-def]
-    """An Optuna RDBStorage for the target (heartbeats on when an interval is given)."""
+def open_rdb_storage(target: StorageTarget):  # type: ignore[no-untyped-def]
+    """An Optuna RDBStorage for the target. Heartbeats and stale trials are the runner's own
+    (runner.task, runner.ledger), not Optuna's."""
     import optuna
 
-    return optuna.storages.RDBStorage(
-        target.connect_url(),
-        engine_kwargs=target.engine_kwargs(),
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=stale_callback,
-    )
+    return optuna.storages.RDBStorage(target.connect_url(), engine_kwargs=target.engine_kwargs())

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from runner.budget import finished_trials
+from runner.ledger import finished_trials
 
 pytestmark = pytest.mark.spark
 
@@ -134,9 +134,9 @@ def test_user_objective_as_module_function(run_cli, tmp_path: Path) -> None:
 
 
 def test_a_claim_lost_mid_run_is_given_back_in_the_same_run(run_cli, tmp_path: Path) -> None:
-    """A task that dies between claiming a slot and creating its trial leaves a claim with no
-    trial; the run must still end at its budget. The objective simulates that loss once (it takes
-    a claim straight from the budget table), as a killed executor would."""
+    """A task that dies between claiming a slot and binding its trial leaves a claim with no
+    trial; the run must still end at its budget. The objective leaves such a claim once (a claim
+    row and the counter, as runner.ledger.claim writes them), as a killed executor would."""
     db = tmp_path / "work" / "optuna.db"
     (tmp_path / "leak.py").write_text(
         "import sqlite3\n"
@@ -144,11 +144,16 @@ def test_a_claim_lost_mid_run_is_given_back_in_the_same_run(run_cli, tmp_path: P
         "    if trial.number == 2:\n"
         f"        with sqlite3.connect({str(db)!r}, timeout=60) as c:\n"
         "            c.execute('UPDATE optuna_spark_budget SET claimed = claimed + 1')\n"
+        "            c.execute(\"INSERT INTO optuna_spark_claims (token, study_id, grace, claimed_at) \"\n"
+        "                      \"VALUES ('lost', 1, 3, CURRENT_TIMESTAMP)\")\n"
         "    return trial.suggest_float('x', 0, 1)\n")
     s = summary_of(run_cli("tune", "--study", "leak", "--objective", "leak:f", "--n-trials", "8", "--n-jobs", "2",
                            "--grace-period", "3", "--heartbeat-interval", "1", "--output", "json"))
     trials = load(tmp_path, "leak").trials
     assert s["finished"] == 8 == len(trials) == finished_trials(trials)
+    import sqlite3
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM optuna_spark_claims WHERE token = 'lost'").fetchone() == (0,)
 
 
 def test_two_runs_of_one_study_at_once_share_its_budget(tmp_path: Path) -> None:
@@ -170,7 +175,7 @@ def test_two_runs_of_one_study_at_once_share_its_budget(tmp_path: Path) -> None:
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "this run shares its budget counter" in second.stderr
+    assert "this run shares its budget" in second.stderr
     trials = load(tmp_path, "two").trials
     assert len(trials) == 80 == finished_trials(trials)
     ran = json.loads(out)["tasks"] + json.loads(second.stdout)["tasks"]

@@ -11,7 +11,6 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
 from runner.outage import REACHABLE_RETRIES, OutageGuard, StorageOutage, guarded_storage
-from runner.task import run_one_trial
 
 
 class Clock:
@@ -78,15 +77,24 @@ def test_other_errors_pass_through_untouched() -> None:
 def test_the_objectives_own_database_error_fails_the_trial_and_is_no_outage(tmp_path: Path) -> None:
     """The database is 'down' for the guard the whole time: had the objective's error been taken
     for an outage, the guard would give up (StorageOutage) instead of failing the trial."""
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    from runner.config import Job, ObjectiveSpec, StudySettings
+    from runner.ledger import Ledger
+    from runner.task import TrialLoop
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    rdb = optuna.storages.RDBStorage(url)
     guard = OutageGuard(lambda: False, timeout=0.01)
-    study = optuna.create_study(study_name="s", storage=guarded_storage(optuna.storages.get_storage(storage), guard))
+    study = optuna.create_study(study_name="s", storage=guarded_storage(optuna.storages.get_storage(rdb), guard))
+    ledger = Ledger(url, {}, study._study_id, rdb)
+    ledger.create()
+    ledger.reconcile()
 
     def objective(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0, 1)
         raise down("the user's own database is down")
 
-    assert run_one_trial(study, objective, "h", heartbeat_interval=1, guard=guard)
+    job = Job(study=StudySettings(name="s", storage=url, n_trials=1), objective=ObjectiveSpec("o", "m", "f"))
+    assert TrialLoop(job, study, ledger, guard, objective, "h").run() == 1
     (t,) = study.get_trials()
     assert t.state == TrialState.FAIL
     assert t.user_attrs["fail_reason"].startswith("OperationalError: (builtins.Exception) (2013, \"the user's own")
