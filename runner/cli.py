@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--heartbeat-interval", type=_positive_int, default=10)
     tune.add_argument("--grace-period", type=_positive_int, default=30)
     tune.add_argument("--max-retry", type=int, default=2, help="retries of a trial whose task died")
+    tune.add_argument("--trial-timeout", type=_positive_float,
+                      help="fail a trial that runs longer than SECONDS and replace its process")
     tune.add_argument("--outage-timeout", type=_positive_float, default=120.0,
                       help="seconds a task waits for an unreachable storage before it gives up (default 120)")
     tune.add_argument("--verbose", action="store_true", help="copy Spark's log to stderr")
@@ -255,6 +257,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         n_jobs=_pick(args, cfg, "n_jobs", 2), split=args.split, sampler_seed=args.seed,
         pruner=args.pruner, heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period, max_retry=args.max_retry, outage_timeout=args.outage_timeout,
+        trial_timeout=args.trial_timeout,
     )
     if study.n_trials is None and study.timeout is None:
         study = replace(study, n_trials=200 if args.objective == "quadratic" else 100)

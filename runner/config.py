@@ -149,6 +149,8 @@ class StudySettings:
     max_retry: int = 2
     # How long a task waits for an unreachable storage (a MySQL restart) before it gives up.
     outage_timeout: float = 120.0
+    # A trial running longer is failed and its process replaced (runner.supervisor); None: no limit.
+    trial_timeout: float | None = None
 
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
@@ -175,6 +177,8 @@ class StudySettings:
             raise ConfigError("heartbeat interval must be >= 1 s and below the grace period")
         if self.max_retry < 0:
             raise ConfigError("max retry must be >= 0")
+        if self.trial_timeout is not None and not self.trial_timeout > 0:
+            raise ConfigError(f"--trial-timeout must be a positive number of seconds, got {self.trial_timeout}")
         if not self.outage_timeout > 0:
             raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
 

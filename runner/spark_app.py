@@ -35,10 +35,10 @@ def spark_task(index: int, job_json: str, password: str | None, deadline: float 
 
         return run_task(job_json, password, index, deadline)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the driver
-        message = f"{type(exc).__name__}: {exc}"
+        message = str(exc) if type(exc).__name__ == "TaskFailed" else f"{type(exc).__name__}: {exc}"
         if password:
             message = message.replace(password, "***")
-        tb = traceback.format_exc()
+        tb = getattr(exc, "child_traceback", None) or traceback.format_exc()
         if password:
             tb = tb.replace(password, "***")
         return {"index": index, "host": socket.gethostname(), "trials": 0,

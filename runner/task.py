@@ -224,7 +224,25 @@ class TrialLoop:
             pass
 
 
-def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
+@dataclass
+class TaskParts:
+    """What a task's trial loop works with, built in the process that runs the trials."""
+
+    job: Job
+    host: str
+    guard: OutageGuard
+    rdb: Any
+    storage: Any
+    study: Any
+    ledger: Ledger
+    objective: Callable[[Any], Any]
+
+    def close(self) -> None:
+        self.ledger.dispose()
+        self.rdb.engine.dispose()
+
+
+def build_parts(job: Job, password: str | None, index: int) -> TaskParts:
     import warnings
 
     import optuna
@@ -233,16 +251,12 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
     from runner.objectives.xgboost_wine import REQUIRE_GPU_ENV
     from runner.storage import StorageTarget, open_rdb_storage
 
-    started = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    job = Job.from_json(job_json)
     if job.gpu:
         os.environ[REQUIRE_GPU_ENV] = "1"
-    host = socket.gethostname()
     settings = job.study
     target = StorageTarget(settings.storage, password)
-
     objective = objectives.load(job.objective)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     rdb = open_rdb_storage(target)
@@ -252,11 +266,31 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
         sampler=make_sampler(job, index), pruner=make_pruner(settings.pruner),
     ), "loading the study")
     ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, rdb)
+    return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective)
+
+
+def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
+    started = time.monotonic()
+    job = Job.from_json(job_json)
+    shares = job.extra.get("shares")
+    share = None if shares is None else int(shares[index])
+    if job.study.trial_timeout is not None:
+        result = _run_supervised(job, password, index, deadline, share)
+    else:
+        result = _run_here(job, password, index, deadline, share)
+    return {"index": index, "host": socket.gethostname(), "error": None, **result,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def _run_here(job: Job, password: str | None, index: int, deadline: float | None,
+              share: int | None) -> dict[str, Any]:
+    """The trials in this process, heartbeats from a thread."""
+    parts = build_parts(job, password, index)
     beats: dict[int, Heartbeat] = {}
 
     def on_start(trial_id: int) -> None:
-        guard.call(lambda: storage.record_heartbeat(trial_id), "first heartbeat")
-        beats[trial_id] = Heartbeat(rdb, trial_id, settings.heartbeat_interval)
+        parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")
+        beats[trial_id] = Heartbeat(parts.rdb, trial_id, job.study.heartbeat_interval)
         beats[trial_id].start()
 
     def on_end(trial_id: int) -> None:
@@ -264,12 +298,68 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
         if beat is not None:
             beat.stop()
 
-    shares = job.extra.get("shares")
-    loop = TrialLoop(job, study, ledger, guard, objective, host, deadline,
-                     share=None if shares is None else int(shares[index]), on_start=on_start, on_end=on_end)
+    loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
+                     share=share, on_start=on_start, on_end=on_end)
     try:
-        ran = loop.run()
+        return {"trials": loop.run()}
+    finally:
+        parts.close()
+
+
+def _run_supervised(job: Job, password: str | None, index: int, deadline: float | None,
+                    share: int | None) -> dict[str, Any]:
+    """The trials in a child process that a trial past --trial-timeout replaces (runner.supervisor);
+    heartbeats from here."""
+    from runner.storage import StorageTarget, open_rdb_storage
+    from runner.supervisor import child_done, supervise
+
+    settings = job.study
+    assert settings.trial_timeout is not None
+    target = StorageTarget(settings.storage, password)
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
+    rdb = open_rdb_storage(target)
+    study_id = guard.call(lambda: rdb.get_study_id_from_name(settings.name), "loading the study")
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study_id, rdb)
+
+    def child_main(conn: Any, share_left: int | None) -> None:
+        # Connections pooled in this (the parent's) memory belong to the parent: never use or close them.
+        rdb.engine.dispose(close=False)
+        ledger._engine.dispose(close=False)
+        try:
+            parts = build_parts(job, password, index)
+
+            def on_start(trial_id: int) -> None:
+                parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")
+                conn.send(("start", trial_id))
+
+            loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
+                             share=share_left, on_start=on_start, on_end=lambda trial_id: conn.send(("end", trial_id)))
+            loop.run()
+            parts.close()
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the supervisor
+            child_done(conn, exc)
+            return
+        child_done(conn, None)
+
+    def fail_trial(trial_id: int, reason: str) -> None:
+        # A FAIL that counts (its claim kept): run again, it would hang or crash again.
+        guard.call(lambda: ledger.fail(trial_id, reason, max_retry=None), "failing a trial")
+
+    try:
+        seen = supervise(child_main, trial_timeout=settings.trial_timeout,
+                         heartbeat_interval=settings.heartbeat_interval, record_heartbeat=rdb.record_heartbeat,
+                         fail_trial=fail_trial, share=share)
     finally:
         ledger.dispose()
-    return {"index": index, "host": host, "trials": ran, "error": None,
-            "seconds": round(time.monotonic() - started, 3)}
+        rdb.engine.dispose()
+    if seen.error is not None:
+        raise TaskFailed(seen.error, seen.traceback or "")
+    return {"trials": seen.started, "timed_out": len(seen.timed_out), "died": len(seen.died)}
+
+
+class TaskFailed(RuntimeError):
+    """The trial process reported an error (its traceback is the child's)."""
+
+    def __init__(self, message: str, child_traceback: str) -> None:
+        super().__init__(message)
+        self.child_traceback = child_traceback
