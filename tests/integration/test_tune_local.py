@@ -72,11 +72,19 @@ def test_text_output_streams_progress_and_prints_the_best_value(run_cli) -> None
     assert "Spark 4" in proc.stderr and "finished ·" in proc.stderr
 
 
-def test_static_split_is_the_seeds_fixed_share(run_cli, tmp_path: Path) -> None:
-    s = summary_of(run_cli("tune", "--study", "st", "--split", "static", "--n-trials", "10", "--n-jobs", "2",
-                           "--output", "json"))
+def test_static_split_is_the_seeds_fixed_share_and_resumes_like_the_shared_one(run_cli, tmp_path: Path) -> None:
+    def run(n: int) -> dict:
+        return summary_of(run_cli("tune", "--study", "st", "--split", "static", "--n-trials", str(n),
+                                  "--n-jobs", "2", "--output", "json"))
+
+    s = run(10)
     assert sorted(t["trials"] for t in s["tasks"]) == [5, 5]
     assert len(load(tmp_path, "st").trials) == 10
+    s = run(10)  # the same command again: the budget is spent, nothing runs ("finished 10 of 10")
+    assert s["finished"] == 10 and [t["trials"] for t in s["tasks"]] == [0, 0]
+    s = run(15)  # a larger budget: the 5 left, in fixed shares
+    assert s["finished"] == 15 == len(load(tmp_path, "st").trials)
+    assert sorted(t["trials"] for t in s["tasks"]) == [2, 3]
 
 
 def test_timeout_budget(run_cli, tmp_path: Path) -> None:
