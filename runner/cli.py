@@ -242,11 +242,14 @@ def _study_budget(storage: Any, study_id: int) -> int | None:
 def cmd_tune(args: argparse.Namespace) -> int:
     from runner import objectives
     from runner.report import format_progress, format_summary, to_json
-    from runner.storage import StorageError
     from runner.private import PrivateFiles, read_secret_file
+    from runner.storage import StorageError, make_sqlite_private
     from runner.submit import (build_submit_command, effective_conf_dir, find_java, find_spark_submit,
                                read_spark_defaults, run_streaming, spark_conf_dirs)
 
+    # Everything the run creates (the SQLite file, job files, logs, Spark's scratch files) is
+    # for this user only; spark-submit and its children inherit the mask.
+    os.umask(0o077)
     cfg = _file_config(args)
     spark = spark_settings(args, cfg)
     spark.validate()
@@ -282,6 +285,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"archive {spark.archive} does not exist")
     conf_dirs = spark_conf_dirs(submit, spark_home=spark.spark_home, spark_conf_dir=spark.spark_conf_dir)
 
+    make_sqlite_private(target.url)
     try:
         storage = _open_existing(target)
         if storage is not None:

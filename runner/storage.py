@@ -164,6 +164,21 @@ def resolve_password(password_file: str | None, environ: dict[str, str] | None =
     return value if value else None
 
 
+def make_sqlite_private(url_text: str) -> None:
+    """An SQLite file (and its WAL and shared-memory files) of this user, made by an earlier
+    version with the default mask, becomes readable by this user only."""
+    url = _make_url(url_text)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return
+    base = Path(url.database).expanduser()
+    for path in (base, Path(f"{base}-wal"), Path(f"{base}-shm")):
+        try:
+            if path.stat().st_uid == os.getuid():
+                path.chmod(0o600)
+        except OSError:
+            pass
+
+
 def ensure_sqlite_parent(url_text: str) -> None:
     url = _make_url(url_text)
     if url.get_backend_name() == "sqlite" and url.database:

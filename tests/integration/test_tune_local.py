@@ -232,3 +232,23 @@ def test_killed_submit_resumes_to_exactly_its_budget(tmp_path: Path) -> None:
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
     # The sleep objective never fails: every FAIL is a stale trial of the killed run, retried.
     assert s["states"].get("FAIL", 0) == s["retried_stale"]
+
+
+def test_the_runs_files_are_private(run_cli, tmp_path: Path) -> None:
+    """The SQLite file (one an earlier version left readable included), the run's directory, job
+    file and log are this user's only."""
+    import stat
+
+    work = tmp_path / "work"
+    work.mkdir()
+    optuna.create_study(study_name="old", storage=f"sqlite:///{work / 'optuna.db'}")
+    (work / "optuna.db").chmod(0o644)
+    summary_of(run_cli("tune", "--study", "private", "--n-trials", "4", "--output", "json"))
+    run_dir = next((work / "runs").iterdir())
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(work / "optuna.db") == 0o600
+    assert mode(work / "runs") == mode(run_dir) == 0o700
+    assert mode(run_dir / "job.json") == mode(run_dir / "spark.log") == 0o600
+    for extra in ("optuna.db-wal", "optuna.db-shm"):
+        if (work / extra).exists():
+            assert mode(work / extra) == 0o600
