@@ -22,6 +22,8 @@ def _best(trials: list[Any], direction: str) -> Any | None:
 
 
 def _direction_name(direction: Any) -> str:
+    if isinstance(direction, (list, tuple)):
+        direction = direction[0]
     return direction if isinstance(direction, str) else direction.name.lower()
 
 

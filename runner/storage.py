@@ -128,7 +128,26 @@ def validate_url(text: str) -> str:
         raise ConfigError(f"storage URL {text!r} needs a host and a database name")
     if backend == "mysql":
         _check_mysql_query(dict(url.query))
+    _check_driver(url)
     return text
+
+
+def _check_driver(url: Any) -> None:
+    """The URL's SQLAlchemy dialect exists and its driver is installed (`mysql://` picks one)."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    if url.get_backend_name() == "mysql" and url.get_driver_name() == "mysqldb" and "+" not in url.drivername:
+        return  # mysqlclient, or PyMySQL where it is missing (connect_url)
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(f"unknown database driver in {url.drivername!r}: use sqlite:///, mysql+pymysql:// "
+                          "or mysql+mysqldb://") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise ConfigError(f"the database driver of {url.drivername!r} is not installed "
+                          f"({exc.name or exc})") from None
 
 
 def _check_mysql_query(query: dict[str, Any]) -> None:
@@ -177,6 +196,14 @@ def make_sqlite_private(url_text: str) -> None:
                 path.chmod(0o600)
         except OSError:
             pass
+
+
+def sqlite_path(url_text: str) -> Path | None:
+    """The file of an SQLite URL (None for another backend)."""
+    url = _make_url(url_text)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database).expanduser()
 
 
 def ensure_sqlite_parent(url_text: str) -> None:

@@ -252,3 +252,11 @@ def test_the_runs_files_are_private(run_cli, tmp_path: Path) -> None:
     for extra in ("optuna.db-wal", "optuna.db-shm"):
         if (work / extra).exists():
             assert mode(work / extra) == 0o600
+
+
+def test_a_study_whose_trials_all_prune_is_a_successful_run(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "prunes.py").write_text("import optuna\n\ndef objective(trial):\n"
+                                        "    trial.report(1.0, 0)\n    raise optuna.TrialPruned()\n")
+    proc = run_cli("tune", "--study", "pruned", "--objective", "prunes:objective", "--n-trials", "4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "states     PRUNED 4" in proc.stdout and "best value none" in proc.stdout

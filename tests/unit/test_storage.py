@@ -11,7 +11,7 @@ from runner.storage import (StorageTarget, describe_db_error, read_password_file
 
 
 @pytest.mark.parametrize("url", ["sqlite:///work/optuna.db", "mysql://optuna_user@driver/optuna",
-                                 "mysql+pymysql://u@10.0.0.1:3307/optuna", "postgresql://u@h/db"])
+                                 "mysql+pymysql://u@10.0.0.1:3307/optuna"])
 def test_valid_urls(url: str) -> None:
     assert validate_url(url) == url
 
@@ -23,6 +23,8 @@ def test_valid_urls(url: str) -> None:
     ("sqlite://", "needs a file path"),
     ("sqlite:///:memory:", "needs a file path"),
     ("mysql://u@/optuna", "needs a host"),
+    ("mysql+nosuchdriver://u@h/optuna", "unknown database driver in 'mysql\\+nosuchdriver'"),
+    ("postgresql://u@h/db", "the database driver of 'postgresql' is not installed"),
 ])
 def test_invalid_urls(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
