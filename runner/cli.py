@@ -21,7 +21,7 @@ from typing import Any
 
 from runner import __version__
 from runner.config import (DEFAULT_CONFIG_PATH, DIRECTIONS, FAST_START_JAVA_OPTIONS, PRUNERS, RUNTIME_MODES,
-                           SPLITS, ConfigError, Job, RunSettings, SparkSettings, build_settings)
+                           SAMPLERS, SPLITS, ConfigError, Job, RunSettings, SparkSettings, build_settings)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--objective",
                       help="quadratic, xgboost-wine, sleep, or module:function / file.py:function")
     tune.add_argument("--study", help="study name (default: optuna-spark)")
-    tune.add_argument("--direction", choices=DIRECTIONS)
+    tune.add_argument("--direction", choices=DIRECTIONS, action="append",
+                      help="minimize or maximize, once per objective value (default: one, minimize)")
+    tune.add_argument("--sampler", choices=SAMPLERS,
+                      help="tpe (default), random, cmaes, gp, nsga2, qmc; task i seeds with --seed + i")
+    tune.add_argument("--callback", action="append", metavar="MODULE:FUNCTION",
+                      help="called with (study, trial) after each trial, as Optuna's callbacks; repeatable")
     tune.add_argument("--n-trials", type=_number(int), help="study-wide budget of finished trials")
     tune.add_argument("--timeout", type=_number(float), help="stop starting trials after SECONDS")
     tune.add_argument("--n-jobs", type=_number(int), help="concurrent Spark tasks (default 2)")
@@ -202,9 +207,9 @@ def cmd_tune(settings: RunSettings) -> int:
                 study_id = None
             if study_id is not None:
                 existing = [d.name.lower() for d in storage.get_study_directions(study_id)]
-                if existing != [study.direction]:
+                if existing != list(study.directions):
                     raise ConfigError(f"study {study.name!r} exists with direction {', '.join(existing)}, "
-                                      f"not {study.direction}: pick another --study or --direction")
+                                      f"not {', '.join(study.directions)}: pick another --study or --direction")
             storage.remove_session()
             storage.engine.dispose()
     except StorageError as exc:
@@ -228,10 +233,12 @@ def cmd_tune(settings: RunSettings) -> int:
             job_password_file = str(private.write("storage-password", target.password + "\n"))
         else:
             job_password_file = None
-        job = Job(study=study, objective=objective, gpu=spark.gpu, password_file=job_password_file)
+        job = Job(study=study, objective=objective, callbacks=settings.callbacks, gpu=spark.gpu,
+                  password_file=job_password_file)
         job_file = run_dir / "job.json"
         job_file.write_text(job.to_json(), encoding="utf-8")
-        py_files = (objective.ship_file,) if objective.ship_file else ()
+        py_files = tuple(dict.fromkeys(spec.ship_file for spec in (objective, *settings.callbacks)
+                                       if spec.ship_file))
         command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
                                        py_files=py_files, n_tasks=study.n_jobs,
                                        spark_defaults=read_spark_defaults(conf_dirs), conf_dir=conf_dir)
@@ -272,7 +279,7 @@ def cmd_tune(settings: RunSettings) -> int:
         first = summary["errors"][0]
         raise Failure(f"{len(summary['errors'])} Spark task(s) failed; first: {first['error']} (log: {log_path})")
     states = summary["states"]
-    if summary["finished"] and not summary["best"] and states.get("FAIL", 0) and not states.get("PRUNED", 0):
+    if summary["finished"] and not states.get("COMPLETE", 0) and states.get("FAIL", 0) and not states.get("PRUNED", 0):
         raise Failure(f"every trial failed; first reason: {summary['failures'][0]['reason']}")
     if code != 0:
         raise Failure(f"spark-submit exited with status {code} (log: {log_path})")
@@ -350,12 +357,25 @@ def cmd_status(settings: RunSettings) -> int:
 
 
 def cmd_best(settings: RunSettings) -> int:
-    from runner.report import summarize, to_json
+    from runner.report import format_params, summarize, to_json
 
     storage = _read_storage(settings)
     assert settings.study_name is not None
     _, directions, trials = _study_trials(storage, settings.study_name)
-    best = summarize(settings.study_name, trials, None, directions)["best"]
+    summary = summarize(settings.study_name, trials, None, directions)
+    if "pareto_front" in summary:  # several objectives: the trials no other one beats everywhere
+        front = summary["pareto_front"]
+        if not front:
+            raise Failure(f"study {settings.study_name!r} has no completed trial")
+        if settings.output == "json":
+            print(to_json({"pareto_front": front}))
+        else:
+            print(f"Pareto front of {len(front)} trial(s) ({', '.join(summary['direction'])})")
+            for t in front:
+                print(f"trial {t['number']}: values ({', '.join(f'{v:.6g}' for v in t['values'])}) "
+                      f"{format_params(t['params'])}")
+        return EXIT_OK
+    best = summary["best"]
     if best is None:
         raise Failure(f"study {settings.study_name!r} has no completed trial")
     if settings.output == "json":

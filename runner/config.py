@@ -23,6 +23,13 @@ DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 SPLITS: tuple[str, ...] = ("shared", "static")
 RUNTIME_MODES: tuple[str, ...] = ("installed", "archive")
 PRUNERS: tuple[str, ...] = ("none", "median", "hyperband")
+SAMPLERS: tuple[str, ...] = ("tpe", "random", "cmaes", "gp", "nsga2", "qmc")
+# What a sampler needs beyond Optuna, on the driver and every worker: (module, pip package).
+SAMPLER_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "cmaes": (("cmaes", "cmaes"),),
+    "gp": (("torch", "torch"), ("scipy", "scipy")),
+    "qmc": (("scipy", "scipy"),),
+}
 DEPLOY_MODES: tuple[str, ...] = ("client",)
 
 # The `#environment` alias and the relative interpreter path of the seed's `--archives` flow.
@@ -137,12 +144,13 @@ class ObjectiveSpec:
 class StudySettings:
     name: str
     storage: str  # SQLAlchemy URL without its password
-    direction: str = "minimize"
+    directions: tuple[str, ...] = ("minimize",)  # one per objective value
     n_trials: int | None = None
     timeout: float | None = None
     n_jobs: int = 2
     split: str = "shared"
     sampler_seed: int | None = None
+    sampler: str = "tpe"
     pruner: str = "none"
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -155,8 +163,15 @@ class StudySettings:
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
             raise ConfigError("study name must be 1 to 512 characters")
-        if self.direction not in DIRECTIONS:
-            raise ConfigError(f"direction must be minimize or maximize, got {self.direction!r}")
+        if not self.directions or any(d not in DIRECTIONS for d in self.directions):
+            raise ConfigError(f"each --direction must be minimize or maximize, got {list(self.directions)}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sampler == "cmaes" and len(self.directions) > 1:
+            raise ConfigError("--sampler cmaes optimizes one objective: use nsga2, tpe, random, gp or qmc "
+                              f"for {len(self.directions)} directions")
+        if self.pruner != "none" and len(self.directions) > 1:
+            raise ConfigError("pruning needs a single objective: Optuna prunes on one intermediate value")
         if self.n_trials is None and self.timeout is None:
             raise ConfigError("give a budget: --n-trials N and/or --timeout SECONDS")
         if self.n_trials is not None and self.n_trials < 1:
@@ -189,6 +204,7 @@ class Job:
 
     study: StudySettings
     objective: ObjectiveSpec
+    callbacks: tuple[ObjectiveSpec, ...] = ()  # called after each trial, as Optuna's callbacks
     gpu: bool = False
     password_file: str | None = None
     progress_interval: float = 1.0
@@ -200,9 +216,12 @@ class Job:
     @classmethod
     def from_json(cls, text: str) -> Job:
         raw = json.loads(text)
+        study = dict(raw["study"])
+        study["directions"] = tuple(study.get("directions", ("minimize",)))
         return cls(
-            study=StudySettings(**raw["study"]),
+            study=StudySettings(**study),
             objective=ObjectiveSpec(**raw["objective"]),
+            callbacks=tuple(ObjectiveSpec(**c) for c in raw.get("callbacks", ())),
             gpu=raw.get("gpu", False),
             password_file=raw.get("password_file"),
             progress_interval=raw.get("progress_interval", 1.0),
@@ -263,13 +282,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("work_dir", "path", "work", commands=ALL_COMMANDS),
     Option("output", "str", "text", choices=("text", "json"), in_file=False, commands=("tune", "status", "best")),
     Option("objective", "str", "quadratic", in_file=False),
-    Option("direction", "str", "minimize", choices=DIRECTIONS, in_file=False),
+    Option("direction", "str", choices=DIRECTIONS, in_file=False),   # repeatable: one per objective
+    Option("callback", "str", in_file=False),                         # repeatable
     Option("n_trials", "int", low=1, in_file=False),
     Option("timeout", "float", above=0, in_file=False),
     Option("n_jobs", "int", 2, low=1),
     Option("split", "str", "shared", choices=SPLITS, in_file=False),
     Option("seed", "int", in_file=False),
     Option("pruner", "str", "none", choices=PRUNERS),
+    Option("sampler", "str", "tpe", choices=SAMPLERS),
     Option("master", "str", "local[*]"),
     Option("runtime", "str", "installed", choices=RUNTIME_MODES),
     Option("python", "path"),
@@ -401,6 +422,7 @@ class RunSettings:
     study: StudySettings | None = None        # tune
     spark: SparkSettings | None = None        # tune
     objective: ObjectiveSpec | None = None    # tune
+    callbacks: tuple[ObjectiveSpec, ...] = ()  # tune
     spark_secret: str | None = field(default=None, repr=False)
     optuna_args: tuple[str, ...] = ()
 
@@ -429,7 +451,9 @@ def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | 
             table = dict(sorted(file_values.get(option.key, {}).items()))
             values[option.key] = tuple(table.items()) + parse_conf_pairs(list(given or []))
             continue
-        if given is not None:
+        if isinstance(given, list):  # a repeatable option
+            values[option.key] = tuple(given)
+        elif given is not None:
             _check_range(option, given, option.flag)
             values[option.key] = given
         elif option.key in file_values:
@@ -481,15 +505,26 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
     if n_trials is None and timeout is None:
         n_trials = 200 if values["objective"] == "quadratic" else 100
     study = StudySettings(
-        name=name, storage=common["storage"].url, direction=values["direction"], n_trials=n_trials,
-        timeout=timeout, n_jobs=values["n_jobs"], split=values["split"], sampler_seed=values["seed"],
-        pruner=values["pruner"], heartbeat_interval=values["heartbeat_interval"],
+        name=name, storage=common["storage"].url, directions=tuple(values["direction"] or ("minimize",)),
+        n_trials=n_trials, timeout=timeout, n_jobs=values["n_jobs"], split=values["split"],
+        sampler_seed=values["seed"], sampler=values["sampler"], pruner=values["pruner"], heartbeat_interval=values["heartbeat_interval"],
         grace_period=values["grace_period"], max_retry=values["max_retry"],
         outage_timeout=values["outage_timeout"], trial_timeout=values["trial_timeout"],
     )
     study.validate()
     secret = (read_secret_file(spark.spark_secret_file, "Spark secret file")
               if spark.spark_secret_file else None)
+    _check_sampler_needs(study.sampler)
     objective = objectives.resolve(values["objective"], cwd)
+    callbacks = tuple(objectives.resolve(spec, cwd, what="callback") for spec in values["callback"] or ())
     return RunSettings(**common, output=values["output"], study_name=name, verbose=bool(values["verbose"]),
-                       study=study, spark=spark, objective=objective, spark_secret=secret)
+                       study=study, spark=spark, objective=objective, callbacks=callbacks, spark_secret=secret)
+
+
+def _check_sampler_needs(sampler: str) -> None:
+    import importlib.util
+
+    for module, package in SAMPLER_NEEDS.get(sampler, ()):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--sampler {sampler} needs the {package} package, on the driver and every worker "
+                              f"(pip install {package})")

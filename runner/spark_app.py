@@ -59,7 +59,7 @@ class Monitor(threading.Thread):
         from runner.report import study_counts
 
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        return study_counts(trials, self.n_trials, self.storage.get_study_directions(self.study_id)[0])
+        return study_counts(trials, self.n_trials, self.storage.get_study_directions(self.study_id))
 
     def run(self) -> None:
         last: dict[str, Any] | None = None
@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
         emit("error", message=f"cannot read the study's trials for the summary: {exc}")
         spark.stop()
         return 1
-    summary = summarize(settings.name, trials, settings.n_trials, settings.direction,
+    summary = summarize(settings.name, trials, settings.n_trials, list(settings.directions),
                         wall=time.monotonic() - started, tasks=results)
     errors = [r for r in results if r.get("error")]
     if crash:
@@ -177,11 +177,12 @@ def prepare_study(storage: Any, target: Any, job: Any) -> int:
     from runner.ledger import Ledger, foreign_finished
 
     settings = job.study
-    study = optuna.create_study(study_name=settings.name, storage=storage, direction=settings.direction,
+    study = optuna.create_study(study_name=settings.name, storage=storage, directions=list(settings.directions),
                                 load_if_exists=True)
-    if study.direction.name.lower() != settings.direction:
-        raise WrongDirection(f"study {settings.name!r} exists with direction "
-                             f"{study.direction.name.lower()}, not {settings.direction}")
+    existing = [d.name.lower() for d in study.directions]
+    if existing != list(settings.directions):
+        raise WrongDirection(f"study {settings.name!r} exists with direction {', '.join(existing)}, "
+                             f"not {', '.join(settings.directions)}")
     if settings.n_trials is not None and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
         study.set_user_attr("optuna_spark_budget", settings.n_trials)
     ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, storage)

@@ -30,11 +30,28 @@ UNLIMITED = 2**31 - 1  # claims of a run with only a time budget
 
 
 def make_sampler(job: Job, index: int) -> Any:
+    """The study's sampler for task `index`. Each task gets its own seed (--seed + index): with
+    one seed, every task would propose the same first points. QMC is the exception: its tasks
+    share one scrambled sequence (one seed) and take distinct points of it."""
+    import zlib
+
     import optuna
 
-    seed = job.study.sampler_seed
-    # Each task gets its own seed: with one seed, every task would propose the same first points.
-    return optuna.samplers.TPESampler(seed=None if seed is None else seed + index, constant_liar=True)
+    settings = job.study
+    seed = None if settings.sampler_seed is None else settings.sampler_seed + index
+    samplers = optuna.samplers
+    if settings.sampler == "random":
+        return samplers.RandomSampler(seed=seed)
+    if settings.sampler == "cmaes":
+        return samplers.CmaEsSampler(seed=seed)
+    if settings.sampler == "gp":
+        return samplers.GPSampler(seed=seed)
+    if settings.sampler == "nsga2":
+        return samplers.NSGAIISampler(seed=seed)
+    if settings.sampler == "qmc":
+        shared = settings.sampler_seed if settings.sampler_seed is not None else zlib.crc32(settings.name.encode())
+        return samplers.QMCSampler(seed=shared, scramble=True)
+    return samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(name: str) -> Any:
@@ -116,6 +133,7 @@ class TrialLoop:
     host: str
     deadline: float | None = None
     share: int | None = None  # --split static: at most this many trials
+    callbacks: tuple[Callable[[Any, Any], None], ...] = ()  # the user's, after each trial
     on_start: Callable[[int], None] = lambda trial_id: None
     on_end: Callable[[int], None] = lambda trial_id: None
     ran: int = 0
@@ -126,6 +144,15 @@ class TrialLoop:
         return self.job.study
 
     def run(self) -> int:
+        # As in Study.optimize: objectives and callbacks may call study.stop().
+        self.study._thread_local.in_optimize_loop = True
+        self.study._stop_flag = False
+        try:
+            return self._run()
+        finally:
+            self.study._thread_local.in_optimize_loop = False
+
+    def _run(self) -> int:
         while not self._out_of_time() and (self.share is None or self.ran < self.share):
             self._maybe_sweep()
             token = new_token()
@@ -139,10 +166,16 @@ class TrialLoop:
                 continue
             self.on_start(trial_id)
             try:
-                self._evaluate(token, trial_id)
+                finished = self._evaluate(token, trial_id)
             finally:
                 self.on_end(trial_id)
             self.ran += 1
+            if finished and self.callbacks:
+                frozen = self.guard.call(lambda: self.study._storage.get_trial(trial_id), "reading a trial")
+                for callback in self.callbacks:
+                    callback(self.study, frozen)
+            if self.study._stop_flag:  # the objective or a callback called study.stop()
+                break
         return self.ran
 
     def _out_of_time(self) -> bool:
@@ -192,7 +225,8 @@ class TrialLoop:
         self.guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "polling")
         return int(trial_id)
 
-    def _evaluate(self, token: str, trial_id: int) -> None:
+    def _evaluate(self, token: str, trial_id: int) -> bool:
+        """True: the trial was finished here (not dropped)."""
         import optuna
 
         study = self.study
@@ -216,12 +250,12 @@ class TrialLoop:
                 study.sampler.after_trial(study, frozen, outcome.state, outcome.values)
             except Exception:  # noqa: BLE001 - a sampler's bookkeeping must not lose the result
                 pass
-            self.guard.call(lambda: self.ledger.finish(token, trial_id, outcome.state, outcome.values),
-                            "telling a result")
+            return bool(self.guard.call(lambda: self.ledger.finish(token, trial_id, outcome.state, outcome.values),
+                                        "telling a result"))
         except optuna.exceptions.UpdateFinishedTrialError:
             # A sweep took this trial for dead (its heartbeats lapsed in a storage outage longer
             # than the grace period) and enqueued its retry: this evaluation is dropped.
-            pass
+            return False
 
 
 @dataclass
@@ -236,6 +270,7 @@ class TaskParts:
     study: Any
     ledger: Ledger
     objective: Callable[[Any], Any]
+    callbacks: tuple[Callable[[Any, Any], None], ...] = ()
 
     def close(self) -> None:
         self.ledger.dispose()
@@ -248,16 +283,17 @@ def build_parts(job: Job, password: str | None, index: int) -> TaskParts:
     import optuna
 
     from runner import objectives
-    from runner.objectives.xgboost_wine import REQUIRE_GPU_ENV
+    from runner.objectives.context import require_gpu
     from runner.storage import StorageTarget, open_rdb_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if job.gpu:
-        os.environ[REQUIRE_GPU_ENV] = "1"
+        require_gpu()
     settings = job.study
     target = StorageTarget(settings.storage, password)
     objective = objectives.load(job.objective)
+    callbacks = tuple(objectives.load(spec) for spec in job.callbacks)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     rdb = open_rdb_storage(target)
     storage = guarded_storage(optuna.storages.get_storage(rdb), guard)
@@ -266,7 +302,7 @@ def build_parts(job: Job, password: str | None, index: int) -> TaskParts:
         sampler=make_sampler(job, index), pruner=make_pruner(settings.pruner),
     ), "loading the study")
     ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, rdb)
-    return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective)
+    return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective, callbacks)
 
 
 def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
@@ -299,7 +335,7 @@ def _run_here(job: Job, password: str | None, index: int, deadline: float | None
             beat.stop()
 
     loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
-                     share=share, on_start=on_start, on_end=on_end)
+                     share=share, callbacks=parts.callbacks, on_start=on_start, on_end=on_end)
     try:
         return {"trials": loop.run()}
     finally:
@@ -333,7 +369,8 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
                 conn.send(("start", trial_id))
 
             loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
-                             share=share_left, on_start=on_start, on_end=lambda trial_id: conn.send(("end", trial_id)))
+                             share=share_left, callbacks=parts.callbacks, on_start=on_start,
+                             on_end=lambda trial_id: conn.send(("end", trial_id)))
             loop.run()
             parts.close()
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the supervisor

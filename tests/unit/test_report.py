@@ -43,3 +43,20 @@ def test_progress_line() -> None:
     counts = study_counts(study.trials, 10, "maximize")
     assert counts == {"finished": 3, "budget": 10, "running": 0, "waiting": 0, "failed": 1, "best_value": 7.0}
     assert format_progress({**counts, "elapsed": 2.0}) == "[    2.0s] 3/10 finished · 0 running · 1 failed · best 7"
+
+
+def test_two_objectives_are_summarized_by_their_pareto_front() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    for x, y in ((1, 1), (2, 3), (3, 2), (0, 0)):  # (3, 2) is dominated by (2, 3)
+        study.enqueue_trial({"x": x, "y": y})
+    study.optimize(lambda t: (t.suggest_int("x", 0, 9), t.suggest_int("y", 0, 9)), n_trials=4)
+    s = summarize("mo", study.trials, 4, study.directions)
+    assert s["direction"] == ["minimize", "maximize"] and s["best"] is None
+    assert [t["number"] for t in s["pareto_front"]] == [0, 1, 3]
+    assert s["pareto_front"][1] == {"number": 1, "values": [2.0, 3.0], "params": {"x": 2, "y": 3}}
+    text = format_summary(s)
+    assert "study mo (minimize, maximize)" in text and "Pareto front 3 trial(s)" in text and "#1: (2, 3) x=2, y=3" in text
+    counts = study_counts(study.trials, 4, study.directions)
+    assert counts["pareto"] == 3 and "best_value" not in counts
+    assert format_progress({**counts, "elapsed": 1.0}).endswith("· Pareto front 3")

@@ -169,3 +169,30 @@ def test_status_and_best_never_create_a_storage(in_tmp: Path, capsys: pytest.Cap
     assert capsys.readouterr().err.strip() == "optuna-spark: no study named 's' in this storage"
     assert main(["status", "--storage", f"sqlite:///{in_tmp / 'deep' / 'x.db'}"]) == 0
     assert list(in_tmp.iterdir()) == []
+
+
+def test_directions_samplers_and_callbacks(tmp_path: Path) -> None:
+    (tmp_path / "hooks.py").write_text("def log(study, trial):\n    pass\n")
+    s = settings(tmp_path, ["tune", "--direction", "minimize", "--direction", "maximize", "--sampler", "nsga2",
+                            "--callback", "hooks:log", "--callback", "hooks.py:log"])
+    assert s.study.directions == ("minimize", "maximize") and s.study.sampler == "nsga2"
+    assert [c.function for c in s.callbacks] == ["log", "log"] and s.callbacks[1].ship_file.endswith("hooks.py")
+    assert settings(tmp_path, ["tune"], 'sampler = "random"\n').study.sampler == "random"
+    with pytest.raises(ConfigError, match="callback 'hooks:nope': hooks has no callable 'nope'"):
+        settings(tmp_path, ["tune", "--callback", "hooks:nope"])
+    with pytest.raises(ConfigError, match="callback 'nonsense' must be module:function"):
+        settings(tmp_path, ["tune", "--callback", "nonsense"])
+
+
+def test_the_gp_sampler_needs_torch(tmp_path: Path) -> None:
+    """torch is not in this project's lock (about 2 GB with its CUDA wheels): here, gp is refused
+    before anything runs; where torch is installed, it is accepted."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        assert settings(tmp_path, ["tune", "--sampler", "gp"]).study.sampler == "gp"
+        return
+    with pytest.raises(ConfigError) as info:
+        settings(tmp_path, ["tune", "--sampler", "gp"])
+    assert str(info.value) == ("--sampler gp needs the torch package, on the driver and every worker "
+                               "(pip install torch)")

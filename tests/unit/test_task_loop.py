@@ -101,3 +101,20 @@ def test_outcomes_follow_optunas_tell() -> None:
     pruned = resolve_outcome(single, single._storage.get_trial(t._trial_id), None, None, True)
     assert pruned.state == TrialState.PRUNED and pruned.values == [0.5]
     assert math.isinf(resolve_outcome(single, single._storage.get_trial(t._trial_id), math.inf, None, False).values[0])
+
+
+def test_each_sampler_and_its_seed_per_task(tmp_path: Path) -> None:
+    from runner.task import make_sampler
+
+    expected = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
+                "nsga2": "NSGAIISampler", "qmc": "QMCSampler"}
+    for name, cls in expected.items():
+        sampler = make_sampler(job(tmp_path, sampler=name, sampler_seed=10), 3)
+        assert type(sampler).__name__ == cls
+    first, second = (make_sampler(job(tmp_path, sampler="random", sampler_seed=10), i) for i in (0, 1))
+    assert first._rng.rng.random() != second._rng.rng.random()   # seeds 10 and 11
+    again = make_sampler(job(tmp_path, sampler="random", sampler_seed=10), 0)
+    assert make_sampler(job(tmp_path, sampler="random", sampler_seed=10), 0)._rng.rng.random() == \
+        again._rng.rng.random()
+    qmc = [make_sampler(job(tmp_path, sampler="qmc"), i)._seed for i in (0, 1)]
+    assert qmc[0] == qmc[1]  # one shared sequence
