@@ -179,7 +179,7 @@ def _study_budget(storage: Any, study_id: int) -> int | None:
 # ---------------------------------------------------------------------------- commands
 
 def cmd_tune(settings: RunSettings) -> int:
-    from runner.private import PrivateFiles
+    from runner.private import PrivateFiles, remove_stale_private_dirs
     from runner.report import format_progress, format_summary, to_json
     from runner.storage import StorageError, make_sqlite_private
     from runner.submit import (build_submit_command, effective_conf_dir, find_java, find_spark_submit,
@@ -215,6 +215,7 @@ def cmd_tune(settings: RunSettings) -> int:
     except StorageError as exc:
         raise Failure(str(exc)) from None
 
+    remove_stale_private_dirs(settings.work_dir / "runs")
     run_dir = (settings.work_dir / "runs"
                / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     run_dir.mkdir(parents=True, exist_ok=True)
