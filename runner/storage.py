@@ -253,8 +253,12 @@ def _tls_failure(text: str) -> str | None:
         return m.group(1).strip().rstrip(",")
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "certificate verify failed"
-    if "certificate" in text.lower() and ("verif" in text.lower() or "mismatch" in text.lower()):
-        return text.strip()[:200]
+    lower = text.lower()
+    if "certificate" in lower and any(w in lower for w in ("verif", "mismatch", "validation", "tls/ssl error")):
+        # mysqlclient (MariaDB Connector/C): "TLS/SSL error: Validation of SSL server certificate
+        # failed", "TLS/SSL error: self-signed certificate in certificate chain"
+        m = re.search(r"TLS/SSL error: (.*?)['\")]*$", text.strip())
+        return (m.group(1) if m else text.strip())[:200]
     return None
 
 

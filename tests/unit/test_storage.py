@@ -143,3 +143,17 @@ def test_tls_errors_are_named() -> None:
     assert line.startswith("storage at 10.0.0.1:3306: TLS certificate verification failed (IP address mismatch, "
                            "certificate is not valid for '10.0.0.1'.)")
     assert "/ca.pem" in line
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("TLS/SSL error: Validation of SSL server certificate failed", "Validation of SSL server certificate failed"),
+    ("TLS/SSL error: self-signed certificate in certificate chain", "self-signed certificate in certificate chain"),
+])
+def test_mysqlclient_tls_errors_are_named(message: str, reason: str) -> None:
+    """The messages mysqlclient 2.3.2 on MariaDB Connector/C 3.3 gave here (by hand: mysqlclient
+    is not in the lock)."""
+    class Wrapped(Exception):
+        orig = Exception(2026, message)
+
+    line = describe_db_error(Wrapped(), StorageTarget("mysql+mysqldb://u@h/optuna?ssl_ca=/ca.pem"))
+    assert line.startswith(f"storage at h:3306: TLS certificate verification failed ({reason})")
