@@ -40,6 +40,25 @@ def storage_errors() -> tuple[type[BaseException], ...]:
     return (optuna.exceptions.StorageInternalError, DBAPIError, DisconnectionError, PoolTimeout)
 
 
+# MySQL client errors of a connection that broke: gone away, lost during a query, lost during
+# the handshake (CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED).
+DISCONNECT_CODES = (2006, 2013, 2055)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The error (or the one it wraps: Optuna's StorageInternalError) is a broken connection."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "connection_invalidated", False):
+            return True
+        orig = getattr(seen, "orig", None)
+        args = getattr(orig if orig is not None else seen, "args", ())
+        if args and isinstance(args[0], int) and args[0] in DISCONNECT_CODES:
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
     text = str(getattr(orig, "orig", None) or orig).strip()
@@ -61,13 +80,24 @@ class OutageGuard:
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         reachable_failures = 0
+        first_failure: float | None = None
         while True:
             try:
                 return fn()
             except self.errors as exc:
+                now = self.clock()
+                first_failure = now if first_failure is None else first_failure
                 if self.probe():
-                    # The database answers: a dropped connection (retry on a new one) or a lost
-                    # commit acknowledgement; or an error of the call itself, after a few tries.
+                    if is_disconnect(exc):
+                        # The connection broke (a cut network, a lost commit acknowledgement)
+                        # while the database answers: retry on a new one, as long as an outage
+                        # may last.
+                        if now - first_failure >= self.timeout:
+                            raise StorageOutage(f"storage connections kept breaking for {self.timeout:g} s "
+                                                f"({what}): {first_line(exc)}") from None
+                        self.sleep(FIRST_DELAY)
+                        continue
+                    # An error of the call itself (bad data, a deadlock): a few tries.
                     reachable_failures += 1
                     if reachable_failures > REACHABLE_RETRIES:
                         raise

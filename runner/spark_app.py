@@ -46,6 +46,12 @@ def spark_task(index: int, job_json: str, password: str | None, deadline: float 
                 "traceback": tb[-4000:], "seconds": None}
 
 
+def first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    text = str(getattr(cause, "orig", None) or cause).strip()
+    return text.splitlines()[0][:300] if text else type(cause).__name__
+
+
 class Monitor(threading.Thread):
     """Polls the study and emits `progress` when something changed."""
 
@@ -63,11 +69,15 @@ class Monitor(threading.Thread):
 
     def run(self) -> None:
         last: dict[str, Any] | None = None
+        failures = 0
         while not self.stop_event.wait(self.interval):
             try:
                 snap = self.snapshot()
+                failures = 0
             except Exception as exc:  # a storage hiccup must not end the run
-                emit("warning", message=f"progress: {type(exc).__name__}: {exc}".splitlines()[0])
+                failures += 1
+                if failures == 3:  # said once per outage, not at every poll
+                    emit("warning", message=f"progress: the storage does not answer: {first_line(exc)}")
                 continue
             if snap != last:
                 emit("progress", elapsed=round(time.monotonic() - self.started, 1), **snap)

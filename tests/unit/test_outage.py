@@ -60,7 +60,7 @@ def test_an_error_while_the_database_answers_is_retried_a_few_times_then_raised(
 
     def fn() -> None:
         calls.append(1)
-        raise down("Data too long for column")
+        raise OperationalError("INSERT", {}, Exception(1406, "Data too long for column"))
 
     guard = OutageGuard(lambda: True, timeout=60, clock=lambda: clock.now, sleep=clock.sleep)
     with pytest.raises(OperationalError):
@@ -98,3 +98,27 @@ def test_the_objectives_own_database_error_fails_the_trial_and_is_no_outage(tmp_
     (t,) = study.get_trials()
     assert t.state == TrialState.FAIL
     assert t.user_attrs["fail_reason"].startswith("OperationalError: (builtins.Exception) (2013, \"the user's own")
+
+
+def test_a_broken_connection_is_retried_as_long_as_an_outage_may_last() -> None:
+    """A lost commit acknowledgement, again and again, while the database answers: not the call's
+    own error, so not limited to a few tries; only to the outage timeout."""
+    import optuna
+
+    clock = Clock()
+    calls = []
+
+    def fn() -> str:
+        calls.append(1)
+        if len(calls) <= 10:
+            try:
+                raise down("Lost connection to MySQL server during query")
+            except OperationalError as exc:  # as Optuna wraps it
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+        return "ok"
+
+    guard = OutageGuard(lambda: True, timeout=60, clock=lambda: clock.now, sleep=clock.sleep)
+    assert guard.call(fn, "x") == "ok" and len(calls) == 11
+    forever = OutageGuard(lambda: True, timeout=1, clock=lambda: clock.now, sleep=clock.sleep)
+    with pytest.raises(StorageOutage, match="storage connections kept breaking for 1 s"):
+        forever.call(lambda: (_ for _ in ()).throw(down()), "x")
