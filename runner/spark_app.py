@@ -111,7 +111,9 @@ def main(argv: list[str]) -> int:
     try:
         if target.backend == "sqlite":
             _sqlite_wal(target)
-        storage = open_rdb_storage(target)
+        # Another client opening the same new storage at this instant (a plain Optuna client, a
+        # second run) may create Optuna's tables between SQLAlchemy's check and its CREATE: retried.
+        storage = guard.call(lambda: open_rdb_storage(target), "opening the storage")
         study_id = guard.call(lambda: prepare_study(storage, target, job), "preparing the study")
     except WrongDirection as exc:
         emit("error", message=str(exc))
