@@ -13,7 +13,7 @@ TUNE_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lock tune tune-xgboost status test test-unit test-integration lint clean
+.PHONY: help venv lock tune tune-xgboost status system-deps test test-unit test-integration lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,12 +29,13 @@ $(STAMP): $(LOCK) pyproject.toml
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml
 	rm -rf work/lockenv && $(PYTHON) -m venv work/lockenv
-	work/lockenv/bin/pip install --quiet setuptools wheel '.[xgboost,dev]'
+	work/lockenv/bin/pip install --quiet setuptools wheel '.[xgboost,report,dev]'
 	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --all --exclude optuna-spark --exclude pip; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
-# With INVENTORY set, the runner runs on the cluster's driver (bin/on-driver: podman exec for the
-# lab, ssh otherwise) and reads /etc/optuna-spark/runner.toml there: MySQL storage, spark:// master.
-REMOTE_RUNNER ?= /opt/optuna-spark/env/bin/optuna-spark
+# With INVENTORY set, the runner runs on the cluster's driver (bin/on-driver: ssh as the
+# inventory's login user) and reads /etc/optuna-spark/runner.toml there: MySQL storage, spark:// master.
+# optuna-spark on the driver: the runner as its account (roles/optuna_runner), run by the login user.
+REMOTE_RUNNER ?= optuna-spark
 RUNNER = $(if $(strip $(INVENTORY)),$(BIN)/python bin/on-driver $(INVENTORY) -- $(REMOTE_RUNNER),$(BIN)/optuna-spark)
 
 tune: venv ## run the seed's plain study (local Spark + SQLite; on the cluster with INVENTORY=...)
@@ -47,7 +48,10 @@ status: venv ## both studies' state (INVENTORY=... for the cluster's MySQL)
 	$(RUNNER) status --study optuna-spark
 	$(RUNNER) status --study optuna-spark-xgboost
 
-test: venv ## every test: unit, integration (real spark-submit), lab, playbooks
+system-deps: ## the Debian packages the tests need: installed as root, named in one line otherwise
+	@bin/system-deps
+
+test: system-deps venv ## every test: unit, integration (real spark-submit), lab, playbooks
 	$(BIN)/pytest -q
 
 test-unit: venv ## fast tests only
@@ -63,6 +67,10 @@ clean: ## remove local state (venv, work/)
 .PHONY: bench
 bench: venv ## parallel efficiency: runner (shared/static split) vs Optuna's threads, side by side
 	$(BIN)/python bench/efficiency.py
+
+.PHONY: test-day2
+test-day2: venv ## day-2 operations on a converged lab: add a worker, rolling restart, backup/restore, cleanup, uninstall (last)
+	OPTUNA_SPARK_INVENTORY=$(if $(strip $(INVENTORY)),$(INVENTORY),inventory/lab) $(BIN)/pytest -q -p no:cacheprovider tests/day2
 
 .PHONY: test-cluster
 test-cluster: venv ## end to end on a converged lab: both studies, both runtimes, faults

@@ -32,17 +32,21 @@ CUSTOMIZE = LAB_DIR / "image" / "customize.sh"
 STATIC_GROUP_VARS = LAB_DIR / "group_vars" / "all"
 
 # Bump when the build procedure below changes in a way that changes the image.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 LABEL = "optuna-spark.lab"            # value: the lab name; on containers and networks
 LABEL_ROLE = "optuna-spark.lab.role"  # driver | worker
 LABEL_HOST = "optuna-spark.lab.host"  # driver, worker1, ...
 LABEL_IP = "optuna-spark.lab.ip"      # the fixed cluster address, for reconnects
 LABEL_MAC = "optuna-spark.lab.mac"    # the fixed MAC address, for reconnects
+LABEL_CAPS = "optuna-spark.lab.caps"  # the added capabilities (a change recreates the host)
 LABEL_IMAGE = "optuna-spark.lab.image"  # on images: the recipe hash
 INVENTORY_MARKER = ".generated-by-lab"
 HOST_CA_SUBDIR = "/usr/local/share/ca-certificates/lab-host"
 SETUP_MARKER = "/etc/optuna-spark-lab.setup"
 FIRST_HOST_OFFSET = 10                # driver = network + 10, worker i = network + 10 + i
+EXTRA_HOST_OFFSETS = {"controller": 5, "intruder": 6}  # outside the inventory, below the driver
+SSH_KEY = "id_ed25519"
+KNOWN_HOSTS = "known_hosts"
 
 
 class LabError(Exception):
@@ -103,7 +107,25 @@ class Lab:
         return f"{self.name}-{host}"
 
     def hosts(self) -> list[str]:
+        """The cluster's hosts: the inventory's driver and workers."""
         return ["driver"] + [f"worker{i}" for i in range(1, self.workers + 1)]
+
+    def extras(self) -> list[str]:
+        """Hosts on the lab network outside the inventory, asked for by the settings."""
+        return [h for h, key in (("controller", "LAB_CONTROLLER"), ("intruder", "LAB_INTRUDER"))
+                if self.s.get(key, "0") == "1"]
+
+    @property
+    def login_user(self) -> str:
+        return self.s.get("LAB_LOGIN_USER") or "admin"
+
+    @property
+    def controller_user(self) -> str:
+        return self.s.get("LAB_CONTROLLER_USER") or "ops"
+
+    @property
+    def ssh_dir(self) -> Path:
+        return self.inventory / ".ssh"  # a dot: Ansible never reads it as an inventory source
 
     def podman_base(self) -> list[str]:
         base = ["podman"]
@@ -184,7 +206,7 @@ def locked(name: str):
 def recipe_hash(lab: Lab) -> str:
     h = hashlib.sha256()
     for key in ("LAB_DEBIAN_SUITE", "LAB_DEBIAN_MIRROR", "LAB_DEBIAN_SECURITY_MIRROR",
-                "LAB_IMAGE_PACKAGES"):
+                "LAB_IMAGE_PACKAGES", "LAB_LOGIN_USER"):
         h.update(f"{key}={lab.s[key]}\n".encode())
     h.update(f"RECIPE_VERSION={RECIPE_VERSION}\n".encode())
     h.update(CUSTOMIZE.read_bytes())
@@ -280,7 +302,8 @@ def build_image(lab: Lab) -> str:
         debootstrap(lab, rootfs, cache)
         shutil.copy(CUSTOMIZE, rootfs / "tmp" / "customize.sh")
         run(["chroot", str(rootfs), "/bin/sh", "/tmp/customize.sh", lab.s["LAB_DEBIAN_SUITE"],
-             lab.s["LAB_DEBIAN_MIRROR"], lab.s["LAB_DEBIAN_SECURITY_MIRROR"]], capture=False)
+             lab.s["LAB_DEBIAN_MIRROR"], lab.s["LAB_DEBIAN_SECURITY_MIRROR"], lab.s["LAB_LOGIN_USER"]],
+            capture=False)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", "-", "."],
                                stdout=subprocess.PIPE)
         imp = subprocess.run(lab.podman_base() + [
@@ -346,6 +369,16 @@ def address_of(subnet: ipaddress.IPv4Network, index: int) -> str:
     return str(addr)
 
 
+def host_address(lab: Lab, subnet: ipaddress.IPv4Network, host: str) -> str:
+    if host in EXTRA_HOST_OFFSETS:
+        return str(subnet.network_address + EXTRA_HOST_OFFSETS[host])
+    return address_of(subnet, lab.hosts().index(host))
+
+
+def role_of(host: str) -> str:
+    return host if host in EXTRA_HOST_OFFSETS else ("driver" if host == "driver" else "worker")
+
+
 def mac_of(lab: Lab, host: str) -> str:
     """A fixed, locally administered MAC per lab host: a reconnected host comes back with the
     same MAC as well as the same address, so its peers' ARP caches stay right (with a new MAC
@@ -359,13 +392,15 @@ def create_container(lab: Lab, image: str, host: str, ip: str) -> None:
     mac = mac_of(lab, host)
     args = ["run", "-d", "--name", name, "--hostname", host,
             "--label", f"{LABEL}={lab.name}",
-            "--label", f"{LABEL_ROLE}={'driver' if host == 'driver' else 'worker'}",
+            "--label", f"{LABEL_ROLE}={role_of(host)}",
             "--label", f"{LABEL_HOST}={host}", "--label", f"{LABEL_IP}={ip}",
-            "--label", f"{LABEL_MAC}={mac}",
+            "--label", f"{LABEL_MAC}={mac}", "--label", f"{LABEL_CAPS}={lab.s.get('LAB_CAPS', '')}",
             "--network", lab.network, "--ip", ip, "--mac-address", mac, "--network-alias", host,
             "--systemd=always", "--stop-timeout", "20"]
     for ulimit in lab.s.get("LAB_ULIMITS", "").split():
         args += ["--ulimit", ulimit]
+    if lab.s.get("LAB_CAPS"):
+        args += ["--cap-add", lab.s["LAB_CAPS"]]
     if lab.s.get("LAB_SHM_SIZE"):
         args += ["--shm-size", lab.s["LAB_SHM_SIZE"]]
     if lab.s.get("LAB_PIDS_LIMIT"):
@@ -407,6 +442,86 @@ def setup_container(lab: Lab, name: str) -> None:
     podman(lab, "exec", name, "touch", SETUP_MARKER)
 
 
+def ensure_keypair(lab: Lab) -> str:
+    """The lab's ssh key pair (made once per lab, kept across lab-up runs); returns the public key."""
+    key = lab.ssh_dir / SSH_KEY
+    if not key.exists():
+        tool = find_tool("ssh-keygen")
+        if tool is None:
+            raise LabError("missing on this host: ssh-keygen (Debian package: openssh-client)")
+        check_inventory_dir(lab)
+        lab.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (lab.inventory / INVENTORY_MARKER).write_text(f"{lab.name}\n")
+        (lab.inventory / ".gitignore").write_text("# generated by lab/lab.py: never commit\n*\n")
+        run([tool, "-q", "-t", "ed25519", "-N", "", "-C", f"optuna-spark-lab-{lab.name}", "-f", str(key)])
+        log(f"made the lab's ssh key {rel(key)}")
+    return (lab.ssh_dir / f"{SSH_KEY}.pub").read_text().strip()
+
+
+def authorize_login(lab: Lab, name: str, public_key: str) -> None:
+    """The login user accepts the lab's key (rewritten on every lab-up: cheap and idempotent)."""
+    user = lab.login_user
+    script = (f"install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh && "
+              f"cat > /home/{user}/.ssh/authorized_keys.new && "
+              f"chown {user}:{user} /home/{user}/.ssh/authorized_keys.new && "
+              f"chmod 0600 /home/{user}/.ssh/authorized_keys.new && "
+              f"mv /home/{user}/.ssh/authorized_keys.new /home/{user}/.ssh/authorized_keys")
+    podman(lab, "exec", "-i", name, "sh", "-c", script, input=public_key + "\n")
+
+
+def host_key(lab: Lab, name: str, timeout: float = 60) -> str:
+    """The host's own ed25519 key (made at its first start), for the lab's known_hosts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = podman(lab, "exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub", check=False)
+        if res.returncode == 0 and res.stdout.startswith("ssh-ed25519 "):
+            return " ".join(res.stdout.split()[:2])
+        if time.monotonic() >= deadline:
+            raise LabError(f"{name}: no ssh host key after {timeout:.0f} s (is ssh.service running? "
+                           f"podman exec {name} systemctl status ssh)")
+        time.sleep(1)
+
+
+def wait_for_ssh(address: str, name: str, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((address, 22), timeout=3) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise LabError(f"{name}: sshd does not answer on {address}:22 after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def setup_controller(lab: Lab, name: str) -> None:
+    """A clean controller: the README's controller prerequisites and an unprivileged operator."""
+    marker = "/etc/optuna-spark-lab.controller"
+    if podman(lab, "exec", name, "test", "-e", marker, check=False).returncode == 0:
+        return
+    packages = lab.s.get("LAB_CONTROLLER_PACKAGES", "").split()
+    user = lab.controller_user
+    log(f"{name}: installing the controller prerequisites ({' '.join(packages)})")
+    script = ("set -e; export DEBIAN_FRONTEND=noninteractive; "
+              "apt-get -o Acquire::http::Timeout=30 -o Acquire::Retries=3 update -qq; "
+              "apt-get -o Acquire::http::Timeout=30 -o Acquire::Retries=3 install -y -qq "
+              f"--no-install-recommends {' '.join(shlex.quote(p) for p in packages)} >/dev/null; "
+              f"id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}; "
+              f"touch {marker}")
+    for attempt in range(1, 4):
+        res = podman(lab, "exec", name, "sh", "-c", script, check=False, timeout=900)
+        if res.returncode == 0:
+            return
+        log(f"{name}: installing the controller prerequisites failed (try {attempt} of 3): "
+            f"{(res.stderr or res.stdout).strip()[-300:]}")
+        time.sleep(5)
+    raise LabError(f"{name}: could not install the controller prerequisites")
+
+
 def network_attached(c: dict, network: str) -> bool:
     return network in (c.get("NetworkSettings", {}).get("Networks") or {})
 
@@ -419,22 +534,27 @@ def connect(lab: Lab, host: str, c: dict) -> None:
 
 def up(lab: Lab) -> None:
     require(lab)
+    check_inventory_dir(lab)
     image = build_image(lab)
     with locked(f"lab-{lab.name}"):
         started = time.monotonic()
         subnet = ensure_network(lab)
-        wanted = lab.hosts()
         existing = inspect_containers(lab)
+        # Extra hosts, once started, stay until lab-down (a later plain lab-up keeps them).
+        wanted = lab.hosts() + sorted(set(lab.extras()) | (set(existing) & set(EXTRA_HOST_OFFSETS)))
         for host, c in existing.items():
             if host not in wanted:
                 log(f"removing {c['Name']} (not in a lab of {lab.workers} workers)")
                 podman(lab, "rm", "-f", c["Id"])
-        for index, host in enumerate(wanted):
-            ip = address_of(subnet, index)
+        public_key = ensure_keypair(lab)
+        for host in wanted:
+            ip = host_address(lab, subnet, host)
             c = existing.get(host)
             if c and (c["Config"]["Labels"].get(LABEL_IP) != ip
-                      or c["Config"]["Labels"].get(LABEL_MAC) != mac_of(lab, host)):
-                log(f"recreating {c['Name']}: its address is not {ip} / {mac_of(lab, host)}")
+                      or c["Config"]["Labels"].get(LABEL_MAC) != mac_of(lab, host)
+                      or c["Config"]["Labels"].get(LABEL_CAPS, "") != lab.s.get("LAB_CAPS", "")):
+                log(f"recreating {c['Name']}: its address or capabilities are not {ip} / {mac_of(lab, host)} / "
+                    f"{lab.s.get('LAB_CAPS', '')}")
                 podman(lab, "rm", "-f", c["Id"])
                 c = None
             if c and not c["State"]["Running"]:
@@ -456,15 +576,23 @@ def up(lab: Lab) -> None:
                     raise LabError(f"a container named {lab.container(host)} exists but is not "
                                    f"labelled {LABEL}={lab.name}; remove it or choose another LAB_NAME")
                 create_container(lab, image, host, ip)
+        host_keys: dict[str, str] = {}
         for host in wanted:
             name = lab.container(host)
             state = wait_for_systemd(lab, name)
             setup_container(lab, name)
+            if host == "controller":
+                setup_controller(lab, name)
+            if host in lab.hosts():
+                authorize_login(lab, name, public_key)
+                host_keys[host] = host_key(lab, name)
             if state != "running":
                 failed = podman(lab, "exec", name, "systemctl", "--failed", "--no-legend",
                                 check=False).stdout.strip()
                 log(f"{name}: systemd is {state}; failed units: {failed or '?'}")
-        write_inventory(lab, subnet)
+        for host in lab.hosts():
+            wait_for_ssh(host_address(lab, subnet, host), lab.container(host))
+        write_inventory(lab, subnet, host_keys, [h for h in wanted if h in EXTRA_HOST_OFFSETS])
         log(f"lab {lab.name} is up in {time.monotonic() - started:.0f} s: 1 driver, "
             f"{lab.workers} workers on {subnet}; inventory {rel(lab.inventory)}")
 
@@ -481,35 +609,59 @@ def q(value: object) -> str:
     return json.dumps(value)
 
 
-def write_inventory(lab: Lab, subnet: ipaddress.IPv4Network) -> None:
+def check_inventory_dir(lab: Lab) -> None:
     inv = lab.inventory
-    marker = inv / INVENTORY_MARKER
-    if inv.exists() and any(inv.iterdir()) and not marker.exists():
+    if inv.exists() and any(inv.iterdir()) and not (inv / INVENTORY_MARKER).exists():
         raise LabError(f"{rel(inv)} exists and was not generated by the lab; set LAB_INVENTORY")
+
+
+def write_inventory(lab: Lab, subnet: ipaddress.IPv4Network, host_keys: dict[str, str],
+                    extras: list[str]) -> None:
+    """The lab's inventory: every host reached over ssh, as the login user, with sudo."""
+    check_inventory_dir(lab)
+    inv = lab.inventory
     gv = inv / "group_vars" / "all"
     secret_file = gv / "secrets.yml"
     secret = secret_file.read_bytes() if secret_file.exists() else None
     # Rewritten from scratch each time (so removed workers and files disappear), but the
-    # generated secrets survive.
-    if inv.exists():
-        shutil.rmtree(inv)
+    # generated secrets and the ssh key pair survive.
+    for entry in list(inv.iterdir()) if inv.exists() else []:
+        if entry.name != lab.ssh_dir.name:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     gv.mkdir(parents=True)
-    marker.write_text(f"{lab.name}\n")
+    (inv / INVENTORY_MARKER).write_text(f"{lab.name}\n")
     (inv / ".gitignore").write_text("# generated by lab/lab.py: never commit\n*\n")
     header = f"# Generated by lab/lab.py for lab {lab.name}; rewritten by every lab-up: do not edit.\n"
-    ips = {host: address_of(subnet, i) for i, host in enumerate(lab.hosts())}
+    ips = {host: host_address(lab, subnet, host) for host in lab.hosts() + extras}
+
+    known = lab.ssh_dir / KNOWN_HOSTS
+    known.write_text("".join(f"{ips[h]},{lab.container(h)},{h} {key}\n" for h, key in sorted(host_keys.items())))
+    known.chmod(0o644)
 
     def host_block(host: str) -> str:
         name = lab.container(host)
-        return (f"        {name}:\n"
-                f"          ansible_host: {q(name)}\n"
-                f"          ansible_connection: containers.podman.podman\n"
-                f"          ansible_python_interpreter: /usr/bin/python3\n"
-                f"          cluster_address: {q(ips[host])}\n"
-                f"          cluster_hostname: {q(host)}\n")
+        return (f"            {name}:\n"
+                f"              ansible_host: {q(ips[host])}\n"
+                f"              cluster_address: {q(ips[host])}\n"
+                f"              cluster_hostname: {q(host)}\n")
 
-    hosts = header + "all:\n  children:\n    driver:\n      hosts:\n" + host_block("driver")
-    hosts += "    workers:\n      hosts:\n" + "".join(host_block(h) for h in lab.hosts()[1:])
+    ssh_args = (f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes "
+                "-o PasswordAuthentication=no")
+    # Connection variables on the cluster's group, not on 'all': the implicit localhost (tasks
+    # delegated to the controller) must not inherit the login user. No ansible_become here: the
+    # plays say `become: true` where they need root, and a variable would override a task's
+    # `become: false` (a fetch that must run as the login user).
+    hosts = (header + "all:\n  children:\n    cluster:\n"
+             + "      # Every host is reached over ssh as an unprivileged user who may become root with\n"
+             + "      # sudo (the plays say become: true), as on a real cluster; the key and the hosts'\n"
+             + "      # keys are this lab's own (.ssh/).\n"
+             + "      vars:\n"
+             + f"        ansible_user: {q(lab.login_user)}\n"
+             + "        ansible_python_interpreter: /usr/bin/python3\n"
+             + f"        ansible_ssh_private_key_file: {q(str(lab.ssh_dir / SSH_KEY))}\n"
+             + f"        ansible_ssh_common_args: {q(ssh_args)}\n"
+             + "      children:\n        driver:\n          hosts:\n" + host_block("driver")
+             + "        workers:\n          hosts:\n" + "".join(host_block(h) for h in lab.hosts()[1:]))
     (inv / "hosts.yml").write_text(hosts)
     (gv / "00-lab.yml").write_text(
         header
@@ -517,7 +669,8 @@ def write_inventory(lab: Lab, subnet: ipaddress.IPv4Network) -> None:
         + f"cluster_driver_address: {q(ips['driver'])}\n"
         + f"cluster_driver_hostname: \"driver\"\n"
         + f"cluster_network_cidr: {q(str(subnet))}\n"
-        + f"cluster_network_name: {q(lab.network)}\n")
+        + f"cluster_network_name: {q(lab.network)}\n"
+        + "".join(f"lab_{h}_address: {q(ips[h])}\n" for h in extras))
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(secret or (
@@ -626,6 +779,65 @@ def fault(lab: Lab, verb: str, host: str) -> None:
     log(f"{verb} {name}: done")
 
 
+# ---------------------------------------------------------------- the clean controller
+def controller_name(lab: Lab) -> str:
+    c = inspect_containers(lab).get("controller")
+    if not c or not c["State"]["Running"]:
+        raise LabError(f"lab {lab.name} has no running controller: make lab-up LAB_CONTROLLER=1")
+    return c["Name"]
+
+
+def checkout_files() -> list[str]:
+    """What a fresh clone of this checkout would hold, with its uncommitted changes: the tracked
+    and the untracked-but-not-ignored files (no .venv, no work/)."""
+    res = run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+    return sorted({f for f in res.stdout.split("\0") if f and (ROOT / f).is_file()})
+
+
+def sync_controller(lab: Lab) -> str:
+    """Copy the checkout (as a fresh clone would have it) and the lab's generated inventory to
+    the controller, at the same path, owned by the operator; the controller's own .venv and
+    work/ are kept, anything else there is replaced."""
+    name = controller_name(lab)
+    user = lab.controller_user
+    files = checkout_files()
+    if lab.inventory.exists():
+        files += [str(p.relative_to(ROOT)) for p in sorted(lab.inventory.rglob("*")) if p.is_file()]
+    root = shlex.quote(str(ROOT))
+    podman(lab, "exec", name, "sh", "-c",
+           f"mkdir -p {root} && chown {user}: {root} && "
+           f"find {root} -mindepth 1 -maxdepth 1 ! -name .venv ! -name work -exec rm -rf {{}} +")
+    tar = subprocess.Popen(["tar", "-C", str(ROOT), "--null", "-T", "-", "-cf", "-"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    imp = subprocess.Popen(lab.podman_base() + ["exec", "-i", "-u", user, name, "tar", "-C", str(ROOT),
+                                                "--no-same-owner", "-xf", "-"],
+                           stdin=tar.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert tar.stdin is not None and tar.stdout is not None
+    tar.stdout.close()
+    tar.stdin.write("\0".join(files).encode())
+    tar.stdin.close()
+    _, err = imp.communicate()
+    if tar.wait() != 0 or imp.returncode != 0:
+        raise LabError(f"copying the checkout to {name} failed: {err.strip()[-300:]}")
+    log(f"copied the checkout ({len(files)} files) to {name}:{ROOT}")
+    return name
+
+
+def on_controller(lab: Lab, command: list[str]) -> int:
+    """Run COMMAND on the controller, in the checkout, as the operator, with a clean environment:
+    nothing of this machine's environment, packages or venv reaches it."""
+    if not command:
+        raise LabError("usage: lab/lab.py on-controller -- COMMAND [ARG...]")
+    name = sync_controller(lab)
+    user = lab.controller_user
+    env = ["env", "-i", f"HOME=/home/{user}", f"USER={user}", f"LOGNAME={user}", "LANG=C.UTF-8",
+           "PATH=/usr/local/bin:/usr/bin:/bin", "TERM=dumb", "PYTHONUNBUFFERED=1"]
+    tty = ["-t"] if sys.stdout.isatty() else []
+    argv = lab.podman_base() + ["exec", "-i", *tty, "-u", user, "-w", str(ROOT), name, *env, *command]
+    log(f"on {name} as {user}: {shlex.join(command)}")
+    return subprocess.call(argv)
+
+
 # ---------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab/lab.py", description=__doc__.split("\n")[0])
@@ -639,6 +851,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("clean", help="down --purge, and drop build leftovers and package cache")
     p = sub.add_parser("status", help="show the lab; exit 1 unless every host is up")
     p.add_argument("-q", "--quiet", action="store_true")
+    sub.add_parser("sync-controller", help="copy the checkout and the lab's inventory to the controller")
+    p = sub.add_parser("on-controller", help="run a command in the checkout on the clean controller")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
     for verb, text in (("stop", "stop a host (systemd shuts down cleanly)"),
                        ("kill", "SIGKILL a host's container"),
                        ("start", "start a stopped/killed host again, wait for systemd"),
@@ -665,6 +880,13 @@ def main(argv: list[str] | None = None) -> int:
             clean(lab)
         elif args.verb == "status":
             return status(lab, args.quiet)
+        elif args.verb == "sync-controller":
+            require(lab)
+            sync_controller(lab)
+        elif args.verb == "on-controller":
+            require(lab)
+            command = args.command[1:] if args.command[:1] == ["--"] else args.command
+            return on_controller(lab, command)
         else:
             fault(lab, args.verb, args.host)
     except LabError as exc:

@@ -41,9 +41,11 @@ def test_site_imports_one_playbook_per_concern() -> None:
     assert imported == [
         "playbooks/preflight.yml",
         "playbooks/mysql.yml",
+        "playbooks/access.yml",
         "playbooks/spark.yml",
         "playbooks/runtime.yml",
         "playbooks/studies.yml",
+        "playbooks/dashboard.yml",
     ]
 
 

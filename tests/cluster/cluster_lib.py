@@ -19,7 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = os.environ.get("OPTUNA_SPARK_INVENTORY", str(ROOT / "inventory" / "lab"))
-RUNNER = "/opt/optuna-spark/env/bin/optuna-spark"
+# The operator's command: runs the runner (and its Spark driver) as the runner account, through
+# its sudo rule; the tests log in as the inventory's unprivileged user, like an operator.
+RUNNER = "optuna-spark"
+RUNNER_ACCOUNT = "optuna-spark"
 # Faster fault detection than the defaults, so that a killed worker costs seconds, not minutes.
 FAST_FAULTS = ["--heartbeat-interval", "2", "--grace-period", "10",
                "--conf", "spark.network.timeout=30s", "--conf", "spark.executor.heartbeatInterval=5s",
@@ -41,7 +44,6 @@ def lab(*args: str) -> None:
 
 
 def runner(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    # Run from /tmp on the driver so that job files and logs land in /tmp/work.
     return on_driver("sh", "-c", "cd /tmp && exec " + " ".join(_q(a) for a in (RUNNER, *args)), timeout=timeout)
 
 
@@ -134,7 +136,7 @@ def wait_alive(count: int, timeout: float = 180) -> None:
 def converged_cluster():
     if not Path(INVENTORY).exists():
         pytest.fail(f"no inventory at {INVENTORY}: run `make lab-up converge` first")
-    proc = on_driver("test", "-x", RUNNER)
+    proc = on_driver("sh", "-c", f"command -v {RUNNER}")
     if proc.returncode != 0:
         pytest.fail(f"the runner is not installed on the driver ({RUNNER}): run `make converge` first")
     wait_alive(len(worker_names()))
@@ -146,5 +148,11 @@ def study_name():
     yield f"e2e-{uuid.uuid4().hex[:8]}"
     # A test that failed half-way must not leave its application holding the workers' cores,
     # or every later test would wait for executors (pkill: exit 1 when nothing matched).
-    on_driver("pkill", "-9", "-f", "runner/spark_app.py|org.apache.spark.deploy.SparkSubmit|optuna-spark tune",
+    kill_runs()
+
+
+def kill_runs() -> None:
+    """SIGKILL every run on the driver (they run as the runner account: through sudo)."""
+    # [x]: the pattern must not match sudo's own command line (which carries it).
+    on_driver("sudo", "pkill", "-9", "-f", "[r]unner/spark_app.py|org.apache.spark.deploy.[S]parkSubmit|optuna-spark [t]une",
               timeout=60)

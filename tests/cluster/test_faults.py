@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from cluster_lib import (FAST_FAULTS, lab, on_driver, runner, runner_background, status, wait_alive,
+from cluster_lib import (FAST_FAULTS, kill_runs, lab, on_driver, runner, runner_background, status, wait_alive,
                       wait_for_trials, worker_names)
 
 
@@ -45,7 +45,7 @@ def test_mysql_restarts_mid_study(study_name: str) -> None:
     proc = runner_background("tune", "--study", study_name, "--objective", "sleep", "--n-trials", "40",
                              "--n-jobs", "4", "--output", "json", *FAST_FAULTS)
     wait_for_trials(study_name, 8)
-    restart = on_driver("systemctl", "restart", "mariadb")
+    restart = on_driver("sudo", "systemctl", "restart", "mariadb")
     assert restart.returncode == 0, restart.stderr
     s = finish(proc)
     assert s["finished"] == 40 and s["states"] == {"COMPLETE": 40}
@@ -57,7 +57,7 @@ def test_killed_driver_then_the_same_command_resumes(study_name: str) -> None:
             "--output", "json", *FAST_FAULTS)
     proc = runner_background(*args)
     before = wait_for_trials(study_name, 10)
-    on_driver("pkill", "-9", "-f", "runner/spark_app.py|org.apache.spark.deploy.SparkSubmit|optuna-spark tune")
+    kill_runs()
     proc.communicate(timeout=120)
     assert proc.returncode != 0
     partial = sum(status(study_name)["states"].values())
@@ -72,7 +72,9 @@ def test_killed_driver_then_the_same_command_resumes(study_name: str) -> None:
 
 
 def test_wrong_password_fails_cleanly_and_creates_nothing(study_name: str) -> None:
-    assert on_driver("sh", "-c", "umask 077; echo not-the-password > /tmp/wrong-pw").returncode == 0
+    # Readable by the runner account only, as a real password file would be.
+    assert on_driver("sh", "-c", "echo not-the-password | sudo install -o optuna-spark -g optuna-spark -m 0600 "
+                                 "/dev/stdin /tmp/wrong-pw").returncode == 0
     proc = runner("tune", "--study", study_name, "--n-trials", "5", "--password-file", "/tmp/wrong-pw")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("optuna-spark: storage refused user 'optuna_user'")
@@ -82,11 +84,11 @@ def test_wrong_password_fails_cleanly_and_creates_nothing(study_name: str) -> No
 
 
 def test_mysql_down_before_the_start(study_name: str) -> None:
-    assert on_driver("systemctl", "stop", "mariadb").returncode == 0
+    assert on_driver("sudo", "systemctl", "stop", "mariadb").returncode == 0
     try:
         proc = runner("tune", "--study", study_name, "--n-trials", "5")
     finally:
-        assert on_driver("systemctl", "start", "mariadb").returncode == 0
+        assert on_driver("sudo", "systemctl", "start", "mariadb").returncode == 0
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("optuna-spark: storage unreachable at "), last

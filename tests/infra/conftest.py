@@ -45,7 +45,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The converge runs first (the state checks then see the converged cluster), the fault test
     # last; a suite started by the fault test never collects the fault test (no recursion).
     if os.environ.get(INNER_ENV):
-        items[:] = [i for i in items if i.get_closest_marker("fault") is None]
+        # The suite the fault test runs on its broken node: the node checks only.
+        items[:] = [i for i in items if i.get_closest_marker("fault") is None
+                    and i.path.name != "test_fault_only_on_lab.py"]
+    # Faults are injected on the lab only, never on a real cluster: an inventory that the lab did
+    # not generate does not get the fault test (asked for by name, it is an error).
+    cluster = cluster_of(config)
+    faults = [i for i in items if i.get_closest_marker("fault") is not None]
+    if faults and not cluster.is_lab:
+        if (config.getoption("markexpr", default="") or "").strip() == "fault":
+            raise pytest.UsageError(f"{cluster.inventory} is not a lab inventory: fault injection only "
+                                    "ever runs on the lab (make lab-up)")
+        config.hook.pytest_deselected(items=faults)
+        items[:] = [i for i in items if i not in faults]
+        config.stash[NOT_A_LAB] = str(cluster.inventory)
 
     def rank(item: pytest.Item) -> int:
         if item.get_closest_marker("converge"):
@@ -55,6 +68,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 1
 
     items.sort(key=rank)
+
+
+NOT_A_LAB = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if NOT_A_LAB in config.stash:
+        terminalreporter.write_line(f"fault test not run: {config.stash[NOT_A_LAB]} is not a lab inventory "
+                                    "(faults are injected on the lab only)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -20,7 +20,8 @@ BIN = Path(sys.executable).parent
 ROLES = ROOT / "roles"
 DEFAULT_INVENTORY = "inventory/lab"
 # Roles whose defaults/vars the tests read (each role's public variables carry its prefix).
-ROLE_NAMES = ["preflight", "mysql", "spark", "optuna_runtime", "optuna_runner", "optuna_studies"]
+ROLE_NAMES = ["preflight", "mysql", "spark", "optuna_runtime", "optuna_runner", "optuna_studies", "optuna_firewall",
+              "optuna_dashboard"]
 PODMAN_CONNECTIONS = {"containers.podman.podman", "podman"}
 INNER_ENV = "INFRA_VERIFY_INNER"
 
@@ -87,6 +88,14 @@ class Cluster:
     def nodes(self) -> list[str]:
         return sorted(set(self.drivers) | set(self.workers))
 
+    @property
+    def is_lab(self) -> bool:
+        """An inventory that lab/lab.py generated (its marker file and its lab_name): the only kind
+        the fault test may break a node of."""
+        if not (self.inventory / ".generated-by-lab").is_file() or not self.drivers:
+            return False
+        return "lab_name" in self.inventory_vars(self.drivers[0])
+
     def inventory_vars(self, name: str) -> dict[str, Any]:
         return self._vm.get_vars(host=self._inv.get_host(name), include_hostvars=True)
 
@@ -136,6 +145,9 @@ class Cluster:
         merged = {**defaults, **self.inventory_vars(name), **role_vars}
         merged.setdefault("ansible_facts", facts)
         merged["playbook_dir"] = str(ROOT / "playbooks")
+        # Roles read other hosts' inventory variables (every node's cluster_address).
+        merged.setdefault("groups", {g: self.group(g) for g in self._inv.groups})
+        merged.setdefault("hostvars", {h: self.inventory_vars(h) for h in self.nodes})
         if variable not in merged:
             raise KeyError(f"{variable} is defined neither in the inventory nor in the roles")
         return _plain(Templar(loader=self._loader, variables=merged).template(merged[variable]))
@@ -151,8 +163,12 @@ class Cluster:
                 container = str(hv.get("ansible_host", name))
                 user = hv.get("ansible_user")
                 host = testinfra.get_host(f"podman://{user}@{container}" if user else f"podman://{container}")
+            elif connection in ("smart", "ssh") and not self.force_ansible:
+                # The playbooks' own path: ssh as the inventory's login user, root through sudo
+                # (the plays' `become: true`; the inventory sets no ansible_become).
+                host = testinfra.get_host(self._ssh_spec(name, hv), sudo=True, **self._ssh_kwargs(hv))
             else:
-                native = connection in ("smart", "ssh", "paramiko_ssh", "local")
+                native = connection in ("paramiko_ssh", "local")
                 host = testinfra.get_host(f"ansible://{name}", ansible_inventory=str(self.inventory),
                                           force_ansible=self.force_ansible or not native)
             probe = host.run("true")
@@ -161,12 +177,37 @@ class Cluster:
             self._hosts[name] = host
         return self._hosts[name]
 
+    def _template(self, hv: dict[str, Any], value: Any) -> Any:
+        from ansible.template import Templar
+
+        return _plain(Templar(loader=self._loader, variables=hv).template(value))
+
+    def _ssh_spec(self, name: str, hv: dict[str, Any]) -> str:
+        address = str(self._template(hv, hv.get("ansible_host", name)))
+        user = hv.get("ansible_user")
+        port = hv.get("ansible_port")
+        spec = "ssh://" + (f"{self._template(hv, user)}@" if user else "") + address
+        return spec + (f":{self._template(hv, port)}" if port else "")
+
+    def _ssh_kwargs(self, hv: dict[str, Any]) -> dict[str, Any]:
+        extra = " ".join(str(self._template(hv, hv[k])) for k in ("ansible_ssh_common_args",
+                                                                    "ansible_ssh_extra_args") if hv.get(k))
+        address = str(self._template(hv, hv.get("ansible_host", "")))
+        kwargs: dict[str, Any] = {"ssh_extra_args": f"-o BatchMode=yes {extra}".strip(), "timeout": 30,
+                                  # One ssh connection per host for the whole suite.
+                                  "controlpath": f"/tmp/optuna-spark-testinfra-{os.getuid()}-{address}",
+                                  "controlpersist": 120}
+        key = hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file")
+        if key:
+            kwargs["ssh_identity_file"] = str(self._template(hv, key))
+        return kwargs
+
     # ansible ad-hoc ----------------------------------------------------------------------
 
     def ansible(self, pattern: str, module: str, args: str, *,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """An ad-hoc module run, as the playbooks connect (ansible_user, ansible_become, vault)."""
-        cmd = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "-m", module, "-a", args]
+        cmd = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "--become", "-m", module, "-a", args]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

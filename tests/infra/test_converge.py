@@ -66,3 +66,31 @@ def test_check_mode_predicts_no_change_and_shows_no_secret(cluster: Cluster) -> 
     assert_no_change(cluster, out, recap, "--check --diff on the converged cluster")
     password = str(cluster.var(cluster.drivers[0], "mysql_optuna_password"))
     assert password not in out, "--check --diff printed mysql_optuna_password"
+
+
+def test_tags_runtime_runs_the_preflight_and_the_runtime_tasks(cluster: Cluster) -> None:
+    out, recap = run_playbook(cluster, "--tags", "runtime")
+    assert_no_change(cluster, out, recap, "--tags runtime on the converged cluster")
+    ran = {m["task"] for line in out.splitlines() if (m := TASK.match(line))}
+    for task in ("preflight : Supported operating system", "preflight : Exactly one driver",
+                 "optuna_runtime : Decide whether to rebuild",
+                 "optuna_runtime : Checksum of the driver's archive (decides what the workers unpack)",
+                 "optuna_runtime : The runtime imports its packages on this node"):
+        assert task in ran, f"--tags runtime did not run {task!r}"
+    # Only the roles' argument validation (tagged `always` by Ansible) runs for the other roles.
+    others = [t for t in ran if t.startswith(("spark :", "mysql :", "optuna_studies :", "optuna_runner :"))
+              and "Validating arguments" not in t and "Load the OS-specific values" not in t]
+    assert not others, f"--tags runtime ran tasks of other roles: {others}"
+
+
+def test_check_mode_on_never_converged_nodes_stops_early_with_one_message(cluster: Cluster) -> None:
+    """A fresh node is simulated by a marker path that no node has (the lab's are converged)."""
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(cluster.inventory), "site.yml", "--check",
+           "-e", '{"preflight_converged_markers": ["/nonexistent/optuna-spark-marker"]}']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert "was never converged (/nonexistent/optuna-spark-marker missing)" in out, out[-2000:]
+    assert "Converge once without --check" in out
+    ran = {m["task"] for line in out.splitlines() if (m := TASK.match(line))}
+    assert not any(t.startswith(("mysql :", "spark :", "optuna_runtime :")) for t in ran), sorted(ran)

@@ -85,9 +85,10 @@ with open(path) as f:
     password = f.read().rstrip("\n")
 os.unlink(path)
 result = {}
+tls = {"ssl": {"ca": sys.argv[7]}, "ssl_mode": "VERIFY_IDENTITY"} if sys.argv[7] else {}
 try:
     db = MySQLdb.connect(host=sys.argv[2], port=int(sys.argv[3]), user=sys.argv[4], passwd=password,
-                         database=sys.argv[5], connect_timeout=10)
+                         database=sys.argv[5], connect_timeout=10, **tls)
 except MySQLdb.Error as e:
     print(json.dumps({"connect": [e.args[0], str(e.args[1])]})); sys.exit(0)
 cur = db.cursor()
@@ -132,8 +133,10 @@ def test_optuna_user_over_tcp_is_confined(worker: Node, the_driver: Node, passwo
     address, port = the_driver.var("mysql_bind_address"), the_driver.var("mysql_port")
     path = password_on(worker)
     scratch = f"infra_probe_{random_token()}"
-    out = worker.check(f"{python} -c {shlex.quote(MYSQL_PROBE)} {path} {address} {port} {user} {database} {scratch}",
-                       what=f"the MySQL probe as {user}")
+    # Over TLS, verifying the server against the storage's CA (optuna_user requires it).
+    ca = worker.var("optuna_runtime_storage_ca_file") if the_driver.var("mysql_tls_enabled") else ""
+    out = worker.check(f"{python} -c {shlex.quote(MYSQL_PROBE)} {path} {address} {port} {user} {database} {scratch} "
+                       f"{shlex.quote(ca)}", what=f"the MySQL probe as {user}")
     result = json.loads(out.strip().splitlines()[-1])
     assert result["connect"] == "ok", \
         f"{worker.name}: {user} cannot connect to {address}:{port}/{database} over TCP: {result['connect']}"

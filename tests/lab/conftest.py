@@ -24,9 +24,10 @@ class LabHandle:
     driver: str
     workers: list[str]
 
-    def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def lab(self, *args: str, check: bool = True,
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(LAB + list(args), cwd=ROOT, text=True, capture_output=True,
-                              check=check, timeout=600)
+                              check=check, timeout=900, env={**os.environ, **(env_extra or {})})
 
     def sh(self, host: str, script: str, check: bool = True,
            timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -61,11 +62,11 @@ def lab() -> LabHandle:
                     "see lab/README.md): missing " + ", ".join(missing), pytrace=False)
     if not (BIN / "ansible").exists():
         pytest.fail(f"no ansible next to {sys.executable}: run `make venv`", pytrace=False)
-    status = subprocess.run(LAB + ["status", "--quiet"], cwd=ROOT, capture_output=True, text=True)
-    if status.returncode != 0:
-        up = subprocess.run(LAB + ["up"], cwd=ROOT, capture_output=True, text=True, timeout=900)
-        if up.returncode != 0:
-            pytest.fail(f"lab-up failed:\n{up.stderr}", pytrace=False)
+    # Always lab-up (idempotent, a second or two): the lab then matches its settings, whatever an
+    # earlier run left (a lab grown by the day-2 tests, a stopped host).
+    up = subprocess.run(LAB + ["up"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if up.returncode != 0:
+        pytest.fail(f"lab-up failed:\n{up.stderr}", pytrace=False)
     inventory = ROOT / subprocess.run(LAB + ["inventory-path"], cwd=ROOT, text=True,
                                       capture_output=True, check=True).stdout.strip()
     hosts, driver, workers = _inventory_hosts(inventory)

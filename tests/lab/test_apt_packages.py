@@ -61,6 +61,7 @@ def test_a_stalled_mirror_is_cut_off_retried_and_named(lab, stalled_mirror, tmp_
         - name: apt_packages against a mirror that never answers
           hosts: {host}
           gather_facts: false
+          become: true
           tasks:
             - name: Packages through the stalled mirror
               ansible.builtin.import_role:
