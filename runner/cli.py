@@ -3,6 +3,7 @@
     optuna-spark tune   --objective quadratic --study optuna-spark --n-trials 200
     optuna-spark status [--study NAME]
     optuna-spark best   --study NAME
+    optuna-spark report --study NAME --output-dir DIR     (- : a tar of the report on stdout)
 
 Exit status: 0 done; 1 the run or the storage failed; 2 bad usage. Errors are one line on
 stderr, never a traceback (OPTUNA_SPARK_DEBUG=1 shows one).
@@ -11,6 +12,7 @@ stderr, never a traceback (OPTUNA_SPARK_DEBUG=1 shows one).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -121,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", help="the best trial of a study")
     best.add_argument("--study", required=True)
     _storage_args(best)
+    report = sub.add_parser(
+        "report", help="a study's report: HTML that opens offline, PNG plots, trials.csv",
+        description="Writes report.html (plotly's script embedded: no network needed), one PNG per plot, "
+                    "trials.csv (every trial) and report.json into --output-dir. With --output-dir -, the "
+                    "same files go to stdout as an uncompressed tar and nothing else does: "
+                    "optuna-spark report --study S --output-dir - | tar -x -C DIR")
+    report.add_argument("--study", required=True)
+    report.add_argument("--output-dir", required=True, metavar="DIR",
+                        help="the report's folder (created), or - for a tar on stdout")
+    _storage_args(report)
     optuna_cmd = sub.add_parser(
         "optuna", help="Optuna's own command line on the configured storage",
         description="Runs `optuna ARGS` with OPTUNA_STORAGE set from the runner's storage and "
@@ -180,7 +192,7 @@ def _study_budget(storage: Any, study_id: int) -> int | None:
 
 def cmd_tune(settings: RunSettings) -> int:
     from runner.private import PrivateFiles, remove_stale_private_dirs
-    from runner.report import format_progress, format_summary, to_json
+    from runner.report import format_summary, to_json
     from runner.storage import StorageError, make_sqlite_private
     from runner.submit import (build_submit_command, effective_conf_dir, find_java, find_spark_submit,
                                read_spark_defaults, run_streaming, spark_conf_dirs)
@@ -247,23 +259,28 @@ def cmd_tune(settings: RunSettings) -> int:
         sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "
                          f"budget {budget_text}, storage {target.url}\n"
                          f"optuna-spark: Spark log: {log_path}\n")
+        view = ProgressView(sys.stderr, bar=progress_bar_wanted(sys.stderr, os.environ, settings.verbose),
+                            timeout=study.timeout)
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
             events[kind] = event
             if kind == "progress":
-                sys.stderr.write(format_progress(event) + "\n")
+                view.progress(event)
             elif kind == "started":
-                sys.stderr.write(f"optuna-spark: Spark {event['spark_version']} application "
-                                 f"{event['app_id']} started\n")
+                view.line(f"optuna-spark: Spark {event['spark_version']} application {event['app_id']} started")
+                if settings.dashboard_url:
+                    view.line(f"optuna-spark: dashboard: {settings.dashboard_url}")
             elif kind == "warning":
-                sys.stderr.write(f"optuna-spark: warning: {event['message']}\n")
-            sys.stderr.flush()
+                view.line(f"optuna-spark: warning: {event['message']}")
 
         secrets = tuple(x for x in (target.password, settings.spark_secret) if x)
         with log_path.open("w", encoding="utf-8") as log:
             tee = _Tee(log, sys.stderr) if settings.verbose else log
-            code = run_streaming(command, tee, on_event, secrets=secrets)
+            try:
+                code = run_streaming(command, tee, on_event, secrets=secrets)
+            finally:
+                view.close()
 
     if "error" in events:
         message = events["error"]["message"]
@@ -285,6 +302,58 @@ def cmd_tune(settings: RunSettings) -> int:
     if code != 0:
         raise Failure(f"spark-submit exited with status {code} (log: {log_path})")
     return EXIT_OK
+
+
+def progress_bar_wanted(stream: Any, environ: Any, verbose: bool) -> bool:
+    """A bar redrawn in place on a terminal; plain lines to a pipe or a file, on a dumb terminal,
+    and with --verbose (Spark's log shares the stream)."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and not verbose and environ.get("TERM", "") not in ("", "dumb")
+
+
+class ProgressView:
+    """Progress on stderr: one line per change (plain), or one line redrawn with a carriage
+    return (bar). Other lines are written above the bar."""
+
+    def __init__(self, stream: Any, *, bar: bool, timeout: float | None = None) -> None:
+        self.stream, self.bar, self.timeout = stream, bar, timeout
+        self.shown: str | None = None  # the bar on screen
+        self.last: dict[str, Any] | None = None
+        self.rate: float | None = None
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (OSError, AttributeError, ValueError):
+            return 80
+
+    def progress(self, event: dict[str, Any]) -> None:
+        from runner.report import format_progress, format_progress_bar, smoothed_rate
+
+        if not self.bar:
+            self.stream.write(format_progress(event) + "\n")
+        else:
+            self.rate = smoothed_rate(self.rate, self.last, event)
+            self.last = event
+            self.shown = format_progress_bar(event, self._columns(), self.timeout, self.rate)
+            self.stream.write("\r" + self.shown + "\x1b[K")
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if self.shown is not None:
+            self.stream.write("\r\x1b[K" + text + "\n" + self.shown)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = None
 
 
 class _Tee:
@@ -345,16 +414,85 @@ def cmd_status(settings: RunSettings) -> int:
     if settings.study_name is None:
         names = [] if storage is None else [s.study_name for s in storage.get_all_studies()]
         if settings.output == "json":
-            import json
-
             print(json.dumps({"studies": names}))
         else:
             print("\n".join(names) if names else "no studies")
+            if settings.dashboard_url:
+                print(f"dashboard: {settings.dashboard_url}")
         return EXIT_OK
     study_id, directions, trials = _study_trials(storage, settings.study_name)
     summary = summarize(settings.study_name, trials, _study_budget(storage, study_id), directions)
-    print(to_json(summary) if settings.output == "json" else format_summary(summary))
+    if settings.output == "json":
+        print(to_json(summary))
+    else:
+        print(format_summary(summary))
+        if settings.dashboard_url:
+            print(f"  dashboard  {settings.dashboard_url}")
     return EXIT_OK
+
+
+def cmd_report(settings: RunSettings) -> int:
+    import importlib.util
+    import tempfile
+
+    assert settings.study_name is not None and settings.output_dir is not None
+    missing = [m for m in ("plotly", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise Failure(f"optuna-spark report needs {' and '.join(missing)}: "
+                      "pip install 'optuna-spark[report]' (plotly, matplotlib)")
+    storage = _read_storage(settings)
+    _study_trials(storage, settings.study_name)  # an unknown study: one line, exit 1
+    import optuna
+
+    from runner import plots
+
+    study = optuna.load_study(study_name=settings.study_name, storage=storage)
+    if settings.output_dir != "-":
+        out = Path(settings.output_dir)
+        made = _write_report(plots, study, out)
+        if settings.output == "json":
+            print(json.dumps({**made, "output_dir": str(out)}, indent=2, sort_keys=True))
+        else:
+            print(_report_line(made, str(out / "report.html")))
+        return EXIT_OK
+    # stdout carries the tar and nothing else: while the report is made, whatever writes to
+    # file descriptor 1 (a library's print, a warning) goes to stderr.
+    with tempfile.TemporaryDirectory(prefix="optuna-spark-report-") as tmp:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            made = _write_report(plots, study, Path(tmp))
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        try:
+            plots.write_tar(Path(tmp), sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            # Nobody reads the rest: stdout is closed quietly (no second error at exit).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise Failure("the report's tar could not be written: stdout was closed (broken pipe)") from None
+    sys.stderr.write("optuna-spark: " + _report_line(made, "stdout (tar)") + "\n")
+    return EXIT_OK
+
+
+def _write_report(plots: Any, study: Any, out: Path) -> dict[str, Any]:
+    try:
+        return dict(plots.write(study, out))
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
+        raise Failure(f"cannot write the report to {out}: {exc.strerror or exc}{where}") from None
+
+
+def _report_line(made: dict[str, Any], where: str) -> str:
+    skipped = made.get("skipped") or {}
+    line = (f"report of study {made['study']!r}: {made['trials']} trials, {len(made['plots'])} plots "
+            f"({', '.join(made['plots']) or 'none'}) in {where}")
+    if skipped:
+        line += f"; not drawn: {', '.join(sorted(skipped))} (reasons in the page)"
+    return line
 
 
 def cmd_best(settings: RunSettings) -> int:
@@ -422,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     args = build_parser().parse_args(argv)
-    handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "optuna": cmd_optuna}
+    handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "report": cmd_report,
+                "optuna": cmd_optuna}
     try:
         if args.command == "tune":
             # Everything the run creates (the SQLite file, job files, logs, Spark's scratch

@@ -255,7 +255,7 @@ def static_shares(n_trials: int, n_jobs: int) -> list[int]:
 # defaults below. From the environment: the config file's path and the storage password.
 
 CONFIG_ENV = "OPTUNA_SPARK_CONFIG"
-ALL_COMMANDS = ("tune", "status", "best", "optuna")
+ALL_COMMANDS = ("tune", "status", "best", "report", "optuna")
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("storage", "str", commands=ALL_COMMANDS),
     Option("password_file", "path", commands=ALL_COMMANDS),
     Option("work_dir", "path", "work", commands=ALL_COMMANDS),
-    Option("output", "str", "text", choices=("text", "json"), in_file=False, commands=("tune", "status", "best")),
+    Option("output", "str", "text", choices=("text", "json"), in_file=False,
+           commands=("tune", "status", "best", "report")),
+    Option("output_dir", "str", in_file=False, commands=("report",)),   # a folder, or - (a tar on stdout)
+    # The study dashboard's address (the optuna_dashboard role writes it): tune prints it when a
+    # study starts, status shows it. A config key only.
+    Option("dashboard_url", "str", commands=("tune", "status")),
     Option("objective", "str", "quadratic", in_file=False),
     Option("direction", "str", choices=DIRECTIONS, in_file=False),   # repeatable: one per objective
     Option("callback", "str", in_file=False),                         # repeatable
@@ -425,6 +430,8 @@ class RunSettings:
     callbacks: tuple[ObjectiveSpec, ...] = ()  # tune
     spark_secret: str | None = field(default=None, repr=False)
     optuna_args: tuple[str, ...] = ()
+    output_dir: str | None = None             # report: a folder, or "-" (a tar on stdout)
+    dashboard_url: str | None = None          # tune, status
 
 
 def config_path_of(cli: dict[str, Any], environ: Any) -> Path | None:
@@ -474,8 +481,40 @@ def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | 
     if command == "optuna":
         return RunSettings(**common, optuna_args=tuple(cli.get("optuna_args") or ()))
     if command in ("status", "best"):
-        return RunSettings(**common, output=values["output"], study_name=cli.get("study"))
+        return RunSettings(**common, output=values["output"], study_name=cli.get("study"),
+                           dashboard_url=_dashboard_url(values.get("dashboard_url")))
+    if command == "report":
+        return RunSettings(**common, output=values["output"], study_name=cli.get("study"),
+                           output_dir=_report_dir(values["output_dir"]))
     return _tune_settings(common, values, cli, cwd)
+
+
+def _dashboard_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ConfigError(f"dashboard_url must be an http:// or https:// address, got {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError("dashboard_url must not carry a user or password")
+    return url
+
+
+def _report_dir(raw: str | None) -> str:
+    """The report's folder, made on writing; `-` sends the report as a tar on stdout."""
+    if raw is None or raw == "":
+        raise ConfigError("give --output-dir DIR (or - for a tar on stdout)")
+    if raw == "-":
+        return raw
+    path = Path(raw).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output-dir {raw} exists and is not a directory")
+    parent = next((p for p in (path, *path.parents) if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise ConfigError(f"--output-dir {raw}: {parent} is not a directory")
+    return str(path)
 
 
 def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any], cwd: Path | None) -> RunSettings:
@@ -518,7 +557,8 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
     objective = objectives.resolve(values["objective"], cwd)
     callbacks = tuple(objectives.resolve(spec, cwd, what="callback") for spec in values["callback"] or ())
     return RunSettings(**common, output=values["output"], study_name=name, verbose=bool(values["verbose"]),
-                       study=study, spark=spark, objective=objective, callbacks=callbacks, spark_secret=secret)
+                       study=study, spark=spark, objective=objective, callbacks=callbacks, spark_secret=secret,
+                       dashboard_url=_dashboard_url(values["dashboard_url"]))
 
 
 def _check_sampler_needs(sampler: str) -> None:

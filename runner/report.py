@@ -110,6 +110,96 @@ def format_progress(event: dict[str, Any]) -> str:
     return f"[{event.get('elapsed', 0):7.1f}s] {done} finished · {event['running']} running{extra} · {tail}"
 
 
+def format_duration(seconds: float) -> str:
+    """0:07, 12:34, 1:02:03."""
+    total = max(0, int(round(seconds)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_rate(event: dict[str, Any]) -> float | None:
+    """Trials finished per second by this run (trials of earlier runs, `previous`, left out)."""
+    done = event["finished"] - int(event.get("previous") or 0)
+    elapsed = float(event.get("elapsed") or 0)
+    return done / elapsed if done > 0 and elapsed > 0 else None
+
+
+RATE_SMOOTHING = 0.3  # weight of the latest interval in the smoothed rate (tqdm's default)
+
+
+def smoothed_rate(rate: float | None, last: dict[str, Any] | None, event: dict[str, Any],
+                  alpha: float = RATE_SMOOTHING) -> float | None:
+    """The rate after `event`, an exponential average of the rates between successive progress
+    events. Intervals before the run's first trial started (Spark's start-up) are left out: the
+    run's average rate would count them and promise too long a wait."""
+    if last is None:
+        return rate
+    began = last.get("running", 0) > 0 or last["finished"] > int(last.get("previous") or 0)
+    span = float(event.get("elapsed") or 0) - float(last.get("elapsed") or 0)
+    if not began or span <= 0:
+        return rate
+    latest = max(0, event["finished"] - last["finished"]) / span
+    return latest if rate is None else alpha * latest + (1 - alpha) * rate
+
+
+def time_left(event: dict[str, Any], timeout: float | None = None, rate: float | None = None) -> float | None:
+    """Seconds until the budget is spent at `rate` (default: this run's average), or until
+    `timeout`, whichever is first."""
+    left: list[float] = []
+    budget = event.get("budget")
+    rate = progress_rate(event) if rate is None else rate
+    if budget:
+        remaining = max(0, budget - event["finished"])
+        if remaining == 0:
+            left.append(0.0)
+        elif rate:
+            left.append(remaining / rate)
+    if timeout:
+        left.append(max(0.0, timeout - float(event.get("elapsed") or 0)))
+    return min(left) if left else None
+
+
+def format_progress_bar(event: dict[str, Any], width: int, timeout: float | None = None,
+                        rate: float | None = None) -> str:
+    """The progress of a run as one line of at most `width - 1` characters, for a terminal that
+    redraws it in place: a bar, finished/budget, trials/s (`rate`, default this run's average),
+    time left, the best value so far."""
+    budget, finished = event.get("budget"), event["finished"]
+    elapsed = float(event.get("elapsed") or 0)
+    if budget:
+        fraction = min(1.0, finished / budget)
+        count = f"{finished}/{budget}"
+    elif timeout:
+        fraction = min(1.0, elapsed / timeout)
+        count = f"{finished}"
+    else:
+        fraction, count = None, f"{finished}"
+    rate = progress_rate(event) if rate is None else rate
+    left = time_left(event, timeout, rate)
+    parts = [f"{event.get('running', 0)} running"]
+    if event.get("failed"):
+        parts.append(f"{event['failed']} failed")
+    parts.append("- trials/s" if not rate else f"{rate:.3g} trials/s")
+    parts.append(f"{'?' if left is None else format_duration(left)} left")
+    if "pareto" in event:
+        parts.append(f"Pareto front {event['pareto']}")
+    else:
+        best = event.get("best_value")
+        parts.append("best " + ("-" if best is None else f"{best:.6g}"))
+    head = f"{format_duration(elapsed)} {count}"
+    percent = "" if fraction is None else f" {fraction * 100:3.0f}%"
+    tail = " · " + " · ".join(parts)
+    room = width - 1 - len(head) - len(percent) - len(tail) - 3  # the brackets and a space
+    bar_width = max(0, min(40, room))
+    if fraction is not None and bar_width >= 10:
+        filled = int(fraction * bar_width)
+        line = f"{head} [{'#' * filled}{'.' * (bar_width - filled)}]{percent}{tail}"
+    else:
+        line = f"{head}{percent}{tail}"
+    return line[:max(1, width - 1)]
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     direction = summary["direction"]
     lines = [f"study {summary['study']} ({direction if isinstance(direction, str) else ', '.join(direction)})"]

@@ -70,9 +70,16 @@ class Monitor(threading.Thread):
     def run(self) -> None:
         last: dict[str, Any] | None = None
         failures = 0
+        # Trials finished before this run's tasks start: the run's own rate leaves them out.
+        try:
+            previous: int | None = self.snapshot()["finished"]
+        except Exception:  # noqa: BLE001 - the rate then counts every trial
+            previous = None
         while not self.stop_event.wait(self.interval):
             try:
                 snap = self.snapshot()
+                if previous is not None:
+                    snap["previous"] = previous
                 failures = 0
             except Exception as exc:  # a storage hiccup must not end the run
                 failures += 1

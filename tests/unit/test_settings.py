@@ -196,3 +196,26 @@ def test_the_gp_sampler_needs_torch(tmp_path: Path) -> None:
         settings(tmp_path, ["tune", "--sampler", "gp"])
     assert str(info.value) == ("--sampler gp needs the torch package, on the driver and every worker "
                                "(pip install torch)")
+
+
+def test_report_settings_and_its_bad_output_dirs(tmp_path: Path) -> None:
+    s = settings(tmp_path, ["report", "--study", "s", "--output-dir", str(tmp_path / "new" / "folder")])
+    assert s.command == "report" and s.study_name == "s" and s.output_dir == str(tmp_path / "new" / "folder")
+    assert settings(tmp_path, ["report", "--study", "s", "--output-dir", "-"]).output_dir == "-"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"^--output-dir .*/file exists and is not a directory$"):
+        settings(tmp_path, ["report", "--study", "s", "--output-dir", str(tmp_path / "file")])
+    with pytest.raises(ConfigError, match=r"^--output-dir .*/file/sub: .*/file is not a directory$"):
+        settings(tmp_path, ["report", "--study", "s", "--output-dir", str(tmp_path / "file" / "sub")])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["report", "--study", "s"])  # --output-dir is required
+
+
+def test_the_dashboard_url_comes_from_the_config_file(tmp_path: Path) -> None:
+    config = 'dashboard_url = "http://10.89.0.10:8090/dashboard"\n'
+    assert settings(tmp_path, ["tune"], config).dashboard_url == "http://10.89.0.10:8090/dashboard"
+    assert settings(tmp_path, ["status"], config).dashboard_url == "http://10.89.0.10:8090/dashboard"
+    assert settings(tmp_path, ["tune"]).dashboard_url is None
+    for bad in ("10.89.0.10:8090", "ftp://h/x", "http://user:pw@h/dashboard", "http:///dashboard"):
+        with pytest.raises(ConfigError, match="dashboard_url must"):
+            settings(tmp_path, ["status"], f'dashboard_url = "{bad}"\n')
