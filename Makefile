@@ -13,7 +13,7 @@ TUNE_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lock tune tune-xgboost status system-deps test test-unit test-integration lint clean
+.PHONY: help venv lock tune tune-xgboost status report system-deps test test-unit test-integration lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,15 @@ tune-xgboost: venv ## run the seed's XGBoost study on the wine data (INVENTORY=.
 status: venv ## both studies' state (INVENTORY=... for the cluster's MySQL)
 	$(RUNNER) status --study optuna-spark
 	$(RUNNER) status --study optuna-spark-xgboost
+
+# The report is made where the storage is (on the driver with INVENTORY) and comes back as a tar
+# on stdout: nothing to copy by hand.
+STUDY ?= optuna-spark
+REPORT_DIR ?= reports/$(STUDY)
+report: venv ## a study's report in REPORT_DIR: offline HTML, PNG plots, trials.csv (STUDY=..., INVENTORY=...)
+	@mkdir -p $(REPORT_DIR)
+	set -o pipefail; $(RUNNER) report --study $(STUDY) --output-dir - | tar -x -C $(REPORT_DIR)
+	@echo "report: $(REPORT_DIR)/report.html"
 
 system-deps: ## the Debian packages the tests need: installed as root, named in one line otherwise
 	@bin/system-deps

@@ -1,5 +1,5 @@
 """How often two tasks take the same WAITING trial on one SQLite file: Optuna's read-then-write
-`set_trial_state_values` against runner.trials' conditional UPDATE, side by side.
+`set_trial_state_values` against runner.ledger's conditional UPDATE, side by side.
 
     .venv/bin/python bench/waiting_race.py [--rounds 10] [--threads 8]
 
@@ -18,7 +18,22 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from runner.trials import take_waiting_trial
+from runner.ledger import Ledger
+
+
+def ledger_take(storage: Any, study_id: int) -> int | None:
+    """The runner's way (runner.ledger): a claim, then one conditional UPDATE bound to it."""
+    import uuid
+
+    url = storage.engine.url.render_as_string(hide_password=False)
+    ledger = Ledger(url, {"connect_args": {"timeout": 60}}, study_id, storage)
+    try:
+        token = uuid.uuid4().hex
+        ledger.claim(token, 2**31 - 1, 30)
+        waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+        return ledger.take_waiting(token, [t._trial_id for t in sorted(waiting, key=lambda t: t.number)])
+    finally:
+        ledger.dispose()
 
 
 def optuna_take(storage: Any, study_id: int) -> int | None:
@@ -39,6 +54,10 @@ def double_takes(take: Callable[[Any, int], int | None], rounds: int, threads: i
             url = f"sqlite:///{Path(d) / 's.db'}"
             kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}}}
             study = optuna.create_study(study_name="s", storage=optuna.storages.RDBStorage(url, **kwargs))
+            setup = Ledger(url, kwargs["engine_kwargs"], study._study_id, study._storage)
+            setup.create()
+            setup.reconcile()
+            setup.dispose()
             for i in range(threads // 2):
                 study.enqueue_trial({"x": float(i)})
             storages = [optuna.storages.RDBStorage(url, **kwargs) for _ in range(threads)]
@@ -67,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for name, take in (("optuna set_trial_state_values", optuna_take), ("runner.trials (conditional UPDATE)", take_waiting_trial)):
+    for name, take in (("optuna set_trial_state_values", optuna_take), ("runner.ledger (conditional UPDATE)", ledger_take)):
         print(f"{name:38s} double takes: {double_takes(take, args.rounds, args.threads)} "
               f"in {args.rounds} rounds of {args.threads} threads")
 

@@ -3,6 +3,7 @@
     optuna-spark tune   --objective quadratic --study optuna-spark --n-trials 200
     optuna-spark status [--study NAME]
     optuna-spark best   --study NAME
+    optuna-spark report --study NAME --output-dir DIR     (- : a tar of the report on stdout)
 
 Exit status: 0 done; 1 the run or the storage failed; 2 bad usage. Errors are one line on
 stderr, never a traceback (OPTUNA_SPARK_DEBUG=1 shows one).
@@ -11,6 +12,7 @@ stderr, never a traceback (OPTUNA_SPARK_DEBUG=1 shows one).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -20,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
-from runner.config import (DEFAULT_CONFIG_PATH, DIRECTIONS, FAST_START_JAVA_OPTIONS, PRUNERS,
-                           RUNTIME_MODES, SPLITS, ConfigError, Job, SparkSettings, StudySettings,
-                           load_config_file, parse_conf_pairs)
+from runner.config import (DEFAULT_CONFIG_PATH, DIRECTIONS, FAST_START_JAVA_OPTIONS, PRUNERS, RUNTIME_MODES,
+                           SAMPLERS, SPLITS, ConfigError, Job, RunSettings, SparkSettings, build_settings)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -31,24 +32,17 @@ class Failure(RuntimeError):
     """The run failed for a reason outside the arguments: exit status 1."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(kind: type) -> Any:
+    """argparse type: a number, whatever its range (runner.config checks ranges, with the flag)."""
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +57,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--password-file", help="file (mode 0600) holding the storage password; "
                                            "or set OPTUNA_SPARK_STORAGE_PASSWORD")
     p.add_argument("--work-dir", help="local state: default storage, logs, job files (default: ./work)")
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--output", choices=("text", "json"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,17 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     tune = sub.add_parser("tune", help="submit a study to Spark and run it to its budget")
-    tune.add_argument("--objective", default="quadratic",
+    tune.add_argument("--objective",
                       help="quadratic, xgboost-wine, sleep, or module:function / file.py:function")
-    tune.add_argument("--study", default="optuna-spark", help="study name (default: optuna-spark)")
-    tune.add_argument("--direction", choices=DIRECTIONS, default="minimize")
-    tune.add_argument("--n-trials", type=_positive_int, help="study-wide budget of finished trials")
-    tune.add_argument("--timeout", type=_positive_float, help="stop starting trials after SECONDS")
-    tune.add_argument("--n-jobs", type=_positive_int, help="concurrent Spark tasks (default 2)")
-    tune.add_argument("--split", choices=SPLITS, default="shared",
+    tune.add_argument("--study", help="study name (default: optuna-spark)")
+    tune.add_argument("--direction", choices=DIRECTIONS, action="append",
+                      help="minimize or maximize, once per objective value (default: one, minimize)")
+    tune.add_argument("--sampler", choices=SAMPLERS,
+                      help="tpe (default), random, cmaes, gp, nsga2, qmc; task i seeds with --seed + i")
+    tune.add_argument("--callback", action="append", metavar="MODULE:FUNCTION",
+                      help="called with (study, trial) after each trial, as Optuna's callbacks; repeatable")
+    tune.add_argument("--n-trials", type=_number(int), help="study-wide budget of finished trials")
+    tune.add_argument("--timeout", type=_number(float), help="stop starting trials after SECONDS")
+    tune.add_argument("--n-jobs", type=_number(int), help="concurrent Spark tasks (default 2)")
+    tune.add_argument("--split", choices=SPLITS,
                       help="shared: tasks pull from one exact budget; static: the seed's fixed share")
-    tune.add_argument("--seed", type=int, help="TPE sampler seed (task i uses seed + i)")
-    tune.add_argument("--pruner", choices=PRUNERS, default="none")
+    tune.add_argument("--seed", type=_number(int), help="TPE sampler seed (task i uses seed + i)")
+    tune.add_argument("--pruner", choices=PRUNERS)
     tune.add_argument("--master", help="local[N], spark://HOST:7077, yarn, k8s://... (default local[*])")
     tune.add_argument("--runtime", choices=RUNTIME_MODES,
                       help="installed: python at the same path on every node; archive: ship --archive")
@@ -94,25 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--spark-conf-dir", help="Spark's conf directory, exported as SPARK_CONF_DIR")
     tune.add_argument("--spark-secret-file",
                       help="file (mode 0600/0640) holding the cluster's Spark RPC secret (spark.authenticate)")
-    tune.add_argument("--executor-cores", type=_positive_int)
+    tune.add_argument("--executor-cores", type=_number(int))
     tune.add_argument("--executor-memory")
     tune.add_argument("--driver-memory")
-    tune.add_argument("--task-cpus", type=_positive_int)
+    tune.add_argument("--task-cpus", type=_number(int))
     tune.add_argument("--gpu", action="store_true", default=None,
                       help="one GPU per executor and per task; XGBoost runs on cuda:<task's GPU>")
     tune.add_argument("--gpu-discovery-script")
-    tune.add_argument("--max-task-failures", type=_positive_int)
+    tune.add_argument("--max-task-failures", type=_number(int))
     tune.add_argument("--driver-java-options", metavar="OPTS",
                       help=f"JVM options of the driver (default {FAST_START_JAVA_OPTIONS!r}: faster start-up; "
                            "'' for none; write --driver-java-options=-X...)")
-    tune.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+    tune.add_argument("--conf", action="append", metavar="KEY=VALUE",
                       help="extra Spark setting, repeatable")
-    tune.add_argument("--heartbeat-interval", type=_positive_int, default=10)
-    tune.add_argument("--grace-period", type=_positive_int, default=30)
-    tune.add_argument("--max-retry", type=int, default=2, help="retries of a trial whose task died")
-    tune.add_argument("--outage-timeout", type=_positive_float, default=120.0,
+    tune.add_argument("--heartbeat-interval", type=_number(int), help="seconds between a trial's heartbeats (default 10)")
+    tune.add_argument("--grace-period", type=_number(int),
+                      help="seconds without a heartbeat after which a trial of this run is taken for dead (default 30)")
+    tune.add_argument("--max-retry", type=_number(int), help="retries of a trial whose task died (default 2)")
+    tune.add_argument("--trial-timeout", type=_number(float),
+                      help="fail a trial that runs longer than SECONDS and replace its process")
+    tune.add_argument("--outage-timeout", type=_number(float),
                       help="seconds a task waits for an unreachable storage before it gives up (default 120)")
-    tune.add_argument("--verbose", action="store_true", help="copy Spark's log to stderr")
+    tune.add_argument("--verbose", action="store_true", default=None, help="copy Spark's log to stderr")
     _storage_args(tune)
 
     status = sub.add_parser("status", help="counts by state of one study, or list all studies")
@@ -121,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", help="the best trial of a study")
     best.add_argument("--study", required=True)
     _storage_args(best)
+    report = sub.add_parser(
+        "report", help="a study's report: HTML that opens offline, PNG plots, trials.csv",
+        description="Writes report.html (plotly's script embedded: no network needed), one PNG per plot, "
+                    "trials.csv (every trial) and report.json into --output-dir. With --output-dir -, the "
+                    "same files go to stdout as an uncompressed tar and nothing else does: "
+                    "optuna-spark report --study S --output-dir - | tar -x -C DIR")
+    report.add_argument("--study", required=True)
+    report.add_argument("--output-dir", required=True, metavar="DIR",
+                        help="the report's folder (created), or - for a tar on stdout")
+    _storage_args(report)
     optuna_cmd = sub.add_parser(
         "optuna", help="Optuna's own command line on the configured storage",
         description="Runs `optuna ARGS` with OPTUNA_STORAGE set from the runner's storage and "
@@ -131,79 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---------------------------------------------------------------------------- configuration
-
-def _file_config(args: argparse.Namespace) -> dict[str, Any]:
-    path = args.config or os.environ.get("OPTUNA_SPARK_CONFIG")
-    if path:
-        return load_config_file(Path(path))
-    if DEFAULT_CONFIG_PATH.is_file():
-        return load_config_file(DEFAULT_CONFIG_PATH)
-    return {}
-
-
-def _pick(args: argparse.Namespace, cfg: dict[str, Any], name: str, default: Any = None) -> Any:
-    value = getattr(args, name, None)
-    if value is not None:
-        return value
-    return cfg.get(name, default)
-
-
-def _work_dir(args: argparse.Namespace, cfg: dict[str, Any]) -> Path:
-    return Path(_pick(args, cfg, "work_dir", "work")).expanduser().resolve()
-
-
-def resolve_storage(args: argparse.Namespace, cfg: dict[str, Any]) -> Any:
-    from runner.storage import StorageTarget, resolve_password, validate_url
-
-    url = _pick(args, cfg, "storage")
-    if url is None:
-        url = f"sqlite:///{_work_dir(args, cfg) / 'optuna.db'}"
-    validate_url(url)
-    password_file = _pick(args, cfg, "password_file")
-    return StorageTarget(url, resolve_password(password_file)), password_file
-
-
-def _path_or_none(value: Any) -> str | None:
-    return None if value is None else str(Path(str(value)).expanduser())
-
-
-def spark_settings(args: argparse.Namespace, cfg: dict[str, Any]) -> SparkSettings:
-    confs = tuple((str(k), str(v)) for k, v in sorted(cfg.get("conf", {}).items()))
-    confs += parse_conf_pairs(args.conf)
-    return SparkSettings(
-        master=_pick(args, cfg, "master", "local[*]"),
-        spark_submit=_pick(args, cfg, "spark_submit"),
-        spark_home=_path_or_none(_pick(args, cfg, "spark_home")),
-        spark_conf_dir=_path_or_none(_pick(args, cfg, "spark_conf_dir")),
-        spark_secret_file=_path_or_none(_pick(args, cfg, "spark_secret_file")),
-        executor_cores=_pick(args, cfg, "executor_cores"),
-        executor_memory=_pick(args, cfg, "executor_memory"),
-        driver_memory=_pick(args, cfg, "driver_memory"),
-        task_cpus=_pick(args, cfg, "task_cpus", 1),
-        gpu=bool(_pick(args, cfg, "gpu", False)),
-        gpu_discovery_script=_pick(args, cfg, "gpu_discovery_script"),
-        runtime=_pick(args, cfg, "runtime", "installed"),
-        python=_pick(args, cfg, "python"),
-        driver_python=_pick(args, cfg, "driver_python"),
-        archive=_pick(args, cfg, "archive"),
-        max_task_failures=_pick(args, cfg, "max_task_failures"),
-        driver_java_options=_pick(args, cfg, "driver_java_options", FAST_START_JAVA_OPTIONS),
-        confs=confs,
-        app_name=f"optuna-spark:{args.study}",
-    )
-
-
 # ---------------------------------------------------------------------------- storage reads
 
 def _open_existing(target: Any) -> Any | None:
-    """An RDBStorage if the database already holds Optuna's tables; None for an empty one.
-    Opening never creates anything, so a bad run leaves the database as it was."""
+    """An RDBStorage if the database already holds Optuna's tables; None for an empty one, or an
+    SQLite file that does not exist. Opening never creates anything (no file, no table), so a
+    bad run, `status` and `best` leave the storage as they found it."""
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.exc import SQLAlchemyError
 
-    from runner.storage import StorageError, check_connection, describe_db_error
+    from runner.storage import StorageError, check_connection, describe_db_error, sqlite_path
 
+    path = sqlite_path(target.url)
+    if path is not None and not path.is_file():
+        return None
     check_connection(target)
     kwargs = {k: v for k, v in target.engine_kwargs().items() if k not in ("pool_size", "max_overflow")}
     engine = create_engine(target.connect_url(), **kwargs)
@@ -221,13 +174,13 @@ def _open_existing(target: Any) -> Any | None:
                                       skip_table_creation=True)
 
 
-def _study_trials(storage: Any, name: str) -> tuple[int, Any, list[Any]]:
+def _study_trials(storage: Any, name: str) -> tuple[int, list[Any], list[Any]]:
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         raise Failure(f"no study named {name!r} in this storage") from None
-    direction = storage.get_study_directions(study_id)[0]
-    return study_id, direction, storage.get_all_trials(study_id, deepcopy=False)
+    directions = storage.get_study_directions(study_id)
+    return study_id, directions, storage.get_all_trials(study_id, deepcopy=False)
 
 
 def _study_budget(storage: Any, study_id: int) -> int | None:
@@ -237,36 +190,15 @@ def _study_budget(storage: Any, study_id: int) -> int | None:
 
 # ---------------------------------------------------------------------------- commands
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    from runner import objectives
-    from runner.report import format_progress, format_summary, to_json
-    from runner.storage import StorageError
-    from runner.private import PrivateFiles, read_secret_file
+def cmd_tune(settings: RunSettings) -> int:
+    from runner.private import PrivateFiles, remove_stale_private_dirs
+    from runner.report import format_summary, to_json
+    from runner.storage import StorageError, make_sqlite_private
     from runner.submit import (build_submit_command, effective_conf_dir, find_java, find_spark_submit,
                                read_spark_defaults, run_streaming, spark_conf_dirs)
 
-    cfg = _file_config(args)
-    spark = spark_settings(args, cfg)
-    spark.validate()
-    target, password_file = resolve_storage(args, cfg)
-    study = StudySettings(
-        name=args.study, storage=target.url, direction=args.direction,
-        n_trials=args.n_trials, timeout=args.timeout,
-        n_jobs=_pick(args, cfg, "n_jobs", 2), split=args.split, sampler_seed=args.seed,
-        pruner=args.pruner, heartbeat_interval=args.heartbeat_interval,
-        grace_period=args.grace_period, max_retry=args.max_retry, outage_timeout=args.outage_timeout,
-    )
-    if study.n_trials is None and study.timeout is None:
-        study = replace(study, n_trials=200 if args.objective == "quadratic" else 100)
-    study.validate()
-    objective = objectives.resolve(args.objective)
-
-    for name in ("spark_home", "spark_conf_dir"):
-        value = getattr(spark, name)
-        if value is not None and not Path(value).is_dir():
-            raise ConfigError(f"{name} {value} is not a directory")
-    spark_secret = (read_secret_file(spark.spark_secret_file, "Spark secret file")
-                    if spark.spark_secret_file else None)
+    spark, study, objective, target = settings.spark, settings.study, settings.objective, settings.storage
+    assert spark is not None and study is not None and objective is not None
     submit = find_spark_submit(spark.spark_submit, spark_home=spark.spark_home)
     if submit is None:
         wanted = spark.spark_submit or (str(Path(spark.spark_home) / "bin" / "spark-submit")
@@ -275,10 +207,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if find_java() is None:
         raise Failure("java not found: install a Java 17 runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME")
     spark = replace(spark, spark_submit=submit)
-    if spark.archive and not Path(spark.archive).is_file():
-        raise ConfigError(f"archive {spark.archive} does not exist")
     conf_dirs = spark_conf_dirs(submit, spark_home=spark.spark_home, spark_conf_dir=spark.spark_conf_dir)
 
+    make_sqlite_private(target.url)
     try:
         storage = _open_existing(target)
         if storage is not None:
@@ -287,37 +218,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
             except KeyError:
                 study_id = None
             if study_id is not None:
-                existing = storage.get_study_directions(study_id)[0].name.lower()
-                if existing != study.direction:
-                    raise ConfigError(f"study {study.name!r} exists with direction {existing}, "
-                                      f"not {study.direction}: pick another --study or --direction")
+                existing = [d.name.lower() for d in storage.get_study_directions(study_id)]
+                if existing != list(study.directions):
+                    raise ConfigError(f"study {study.name!r} exists with direction {', '.join(existing)}, "
+                                      f"not {', '.join(study.directions)}: pick another --study or --direction")
             storage.remove_session()
             storage.engine.dispose()
     except StorageError as exc:
         raise Failure(str(exc)) from None
 
-    work = _work_dir(args, cfg)
-    run_dir = work / "runs" / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    remove_stale_private_dirs(settings.work_dir / "runs")
+    run_dir = (settings.work_dir / "runs"
+               / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "spark.log"
     events: dict[str, Any] = {}
     # Whatever ends the run (an error, Ctrl-C, SIGTERM), the private files go with it.
     with PrivateFiles(run_dir) as private:
         conf_dir = spark.spark_conf_dir
-        if spark_secret is not None:
-            conf_dir = str(private.spark_conf_dir(effective_conf_dir(conf_dirs), spark_secret))
-        if password_file:
-            job_password_file: str | None = str(Path(password_file).resolve())
+        if settings.spark_secret is not None:
+            conf_dir = str(private.spark_conf_dir(effective_conf_dir(conf_dirs), settings.spark_secret))
+        if settings.password_file:
+            job_password_file: str | None = str(Path(settings.password_file).resolve())
         elif target.password is not None:
             # From the environment: spark-submit does not inherit it (runner.submit), the Spark
             # application reads it from this file, gone when the run ends.
             job_password_file = str(private.write("storage-password", target.password + "\n"))
         else:
             job_password_file = None
-        job = Job(study=study, objective=objective, gpu=spark.gpu, password_file=job_password_file)
+        job = Job(study=study, objective=objective, callbacks=settings.callbacks, gpu=spark.gpu,
+                  password_file=job_password_file)
         job_file = run_dir / "job.json"
         job_file.write_text(job.to_json(), encoding="utf-8")
-        py_files = (objective.ship_file,) if objective.ship_file else ()
+        py_files = tuple(dict.fromkeys(spec.ship_file for spec in (objective, *settings.callbacks)
+                                       if spec.ship_file))
         command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
                                        py_files=py_files, n_tasks=study.n_jobs,
                                        spark_defaults=read_spark_defaults(conf_dirs), conf_dir=conf_dir)
@@ -325,23 +259,28 @@ def cmd_tune(args: argparse.Namespace) -> int:
         sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "
                          f"budget {budget_text}, storage {target.url}\n"
                          f"optuna-spark: Spark log: {log_path}\n")
+        view = ProgressView(sys.stderr, bar=progress_bar_wanted(sys.stderr, os.environ, settings.verbose),
+                            timeout=study.timeout)
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
             events[kind] = event
             if kind == "progress":
-                sys.stderr.write(format_progress(event) + "\n")
+                view.progress(event)
             elif kind == "started":
-                sys.stderr.write(f"optuna-spark: Spark {event['spark_version']} application "
-                                 f"{event['app_id']} started\n")
+                view.line(f"optuna-spark: Spark {event['spark_version']} application {event['app_id']} started")
+                if settings.dashboard_url:
+                    view.line(f"optuna-spark: dashboard: {settings.dashboard_url}")
             elif kind == "warning":
-                sys.stderr.write(f"optuna-spark: warning: {event['message']}\n")
-            sys.stderr.flush()
+                view.line(f"optuna-spark: warning: {event['message']}")
 
-        secrets = tuple(s for s in (target.password, spark_secret) if s)
+        secrets = tuple(x for x in (target.password, settings.spark_secret) if x)
         with log_path.open("w", encoding="utf-8") as log:
-            tee = _Tee(log, sys.stderr) if args.verbose else log
-            code = run_streaming(command, tee, on_event, secrets=secrets)
+            tee = _Tee(log, sys.stderr) if settings.verbose else log
+            try:
+                code = run_streaming(command, tee, on_event, secrets=secrets)
+            finally:
+                view.close()
 
     if "error" in events:
         message = events["error"]["message"]
@@ -353,15 +292,68 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise Failure(f"spark-submit exited with status {code} before the study ended: "
                       f"{_spark_failure(log_path, spark)} (log: {log_path})")
     summary.pop("event", None)
-    print(to_json(summary) if args.output == "json" else format_summary(summary))
+    print(to_json(summary) if settings.output == "json" else format_summary(summary))
     if summary["errors"]:
         first = summary["errors"][0]
         raise Failure(f"{len(summary['errors'])} Spark task(s) failed; first: {first['error']} (log: {log_path})")
-    if summary["finished"] and not summary["best"]:
+    states = summary["states"]
+    if summary["finished"] and not states.get("COMPLETE", 0) and states.get("FAIL", 0) and not states.get("PRUNED", 0):
         raise Failure(f"every trial failed; first reason: {summary['failures'][0]['reason']}")
     if code != 0:
         raise Failure(f"spark-submit exited with status {code} (log: {log_path})")
     return EXIT_OK
+
+
+def progress_bar_wanted(stream: Any, environ: Any, verbose: bool) -> bool:
+    """A bar redrawn in place on a terminal; plain lines to a pipe or a file, on a dumb terminal,
+    and with --verbose (Spark's log shares the stream)."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and not verbose and environ.get("TERM", "") not in ("", "dumb")
+
+
+class ProgressView:
+    """Progress on stderr: one line per change (plain), or one line redrawn with a carriage
+    return (bar). Other lines are written above the bar."""
+
+    def __init__(self, stream: Any, *, bar: bool, timeout: float | None = None) -> None:
+        self.stream, self.bar, self.timeout = stream, bar, timeout
+        self.shown: str | None = None  # the bar on screen
+        self.last: dict[str, Any] | None = None
+        self.rate: float | None = None
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (OSError, AttributeError, ValueError):
+            return 80
+
+    def progress(self, event: dict[str, Any]) -> None:
+        from runner.report import format_progress, format_progress_bar, smoothed_rate
+
+        if not self.bar:
+            self.stream.write(format_progress(event) + "\n")
+        else:
+            self.rate = smoothed_rate(self.rate, self.last, event)
+            self.last = event
+            self.shown = format_progress_bar(event, self._columns(), self.timeout, self.rate)
+            self.stream.write("\r" + self.shown + "\x1b[K")
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if self.shown is not None:
+            self.stream.write("\r\x1b[K" + text + "\n" + self.shown)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = None
 
 
 class _Tee:
@@ -402,48 +394,130 @@ def _last_error_line(log_path: Path) -> str:
     return lines[-1].strip()[:300] if lines else "no output"
 
 
-def _read_storage(args: argparse.Namespace, study: str | None) -> Any | None:
-    """The storage to read a study from (None: the database has no Optuna tables yet)."""
+def _read_storage(settings: RunSettings) -> Any | None:
+    """The storage to read a study from (None: no Optuna tables, or no SQLite file, yet)."""
     from runner.storage import StorageError
 
-    target, _ = resolve_storage(args, _file_config(args))
     try:
-        storage = _open_existing(target)
+        storage = _open_existing(settings.storage)
     except StorageError as exc:
         raise Failure(str(exc)) from None
-    if storage is None and study is not None:
-        raise Failure(f"no study named {study!r} in this storage")
+    if storage is None and settings.study_name is not None:
+        raise Failure(f"no study named {settings.study_name!r} in this storage")
     return storage
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(settings: RunSettings) -> int:
     from runner.report import format_summary, summarize, to_json
 
-    storage = _read_storage(args, args.study)
-    if args.study is None:
+    storage = _read_storage(settings)
+    if settings.study_name is None:
         names = [] if storage is None else [s.study_name for s in storage.get_all_studies()]
-        if args.output == "json":
-            import json
-
+        if settings.output == "json":
             print(json.dumps({"studies": names}))
         else:
             print("\n".join(names) if names else "no studies")
+            if settings.dashboard_url:
+                print(f"dashboard: {settings.dashboard_url}")
         return EXIT_OK
-    study_id, direction, trials = _study_trials(storage, args.study)
-    summary = summarize(args.study, trials, _study_budget(storage, study_id), direction)
-    print(to_json(summary) if args.output == "json" else format_summary(summary))
+    study_id, directions, trials = _study_trials(storage, settings.study_name)
+    summary = summarize(settings.study_name, trials, _study_budget(storage, study_id), directions)
+    if settings.output == "json":
+        print(to_json(summary))
+    else:
+        print(format_summary(summary))
+        if settings.dashboard_url:
+            print(f"  dashboard  {settings.dashboard_url}")
     return EXIT_OK
 
 
-def cmd_best(args: argparse.Namespace) -> int:
-    from runner.report import summarize, to_json
+def cmd_report(settings: RunSettings) -> int:
+    import importlib.util
+    import tempfile
 
-    storage = _read_storage(args, args.study)
-    _, direction, trials = _study_trials(storage, args.study)
-    best = summarize(args.study, trials, None, direction)["best"]
+    assert settings.study_name is not None and settings.output_dir is not None
+    missing = [m for m in ("plotly", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise Failure(f"optuna-spark report needs {' and '.join(missing)}: "
+                      "pip install 'optuna-spark[report]' (plotly, matplotlib)")
+    storage = _read_storage(settings)
+    _study_trials(storage, settings.study_name)  # an unknown study: one line, exit 1
+    import optuna
+
+    from runner import plots
+
+    study = optuna.load_study(study_name=settings.study_name, storage=storage)
+    if settings.output_dir != "-":
+        out = Path(settings.output_dir)
+        made = _write_report(plots, study, out)
+        if settings.output == "json":
+            print(json.dumps({**made, "output_dir": str(out)}, indent=2, sort_keys=True))
+        else:
+            print(_report_line(made, str(out / "report.html")))
+        return EXIT_OK
+    # stdout carries the tar and nothing else: while the report is made, whatever writes to
+    # file descriptor 1 (a library's print, a warning) goes to stderr.
+    with tempfile.TemporaryDirectory(prefix="optuna-spark-report-") as tmp:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            made = _write_report(plots, study, Path(tmp))
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        try:
+            plots.write_tar(Path(tmp), sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            # Nobody reads the rest: stdout is closed quietly (no second error at exit).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise Failure("the report's tar could not be written: stdout was closed (broken pipe)") from None
+    sys.stderr.write("optuna-spark: " + _report_line(made, "stdout (tar)") + "\n")
+    return EXIT_OK
+
+
+def _write_report(plots: Any, study: Any, out: Path) -> dict[str, Any]:
+    try:
+        return dict(plots.write(study, out))
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
+        raise Failure(f"cannot write the report to {out}: {exc.strerror or exc}{where}") from None
+
+
+def _report_line(made: dict[str, Any], where: str) -> str:
+    skipped = made.get("skipped") or {}
+    line = (f"report of study {made['study']!r}: {made['trials']} trials, {len(made['plots'])} plots "
+            f"({', '.join(made['plots']) or 'none'}) in {where}")
+    if skipped:
+        line += f"; not drawn: {', '.join(sorted(skipped))} (reasons in the page)"
+    return line
+
+
+def cmd_best(settings: RunSettings) -> int:
+    from runner.report import format_params, summarize, to_json
+
+    storage = _read_storage(settings)
+    assert settings.study_name is not None
+    _, directions, trials = _study_trials(storage, settings.study_name)
+    summary = summarize(settings.study_name, trials, None, directions)
+    if "pareto_front" in summary:  # several objectives: the trials no other one beats everywhere
+        front = summary["pareto_front"]
+        if not front:
+            raise Failure(f"study {settings.study_name!r} has no completed trial")
+        if settings.output == "json":
+            print(to_json({"pareto_front": front}))
+        else:
+            print(f"Pareto front of {len(front)} trial(s) ({', '.join(summary['direction'])})")
+            for t in front:
+                print(f"trial {t['number']}: values ({', '.join(f'{v:.6g}' for v in t['values'])}) "
+                      f"{format_params(t['params'])}")
+        return EXIT_OK
+    best = summary["best"]
     if best is None:
-        raise Failure(f"study {args.study!r} has no completed trial")
-    if args.output == "json":
+        raise Failure(f"study {settings.study_name!r} has no completed trial")
+    if settings.output == "json":
         print(to_json(best))
     else:
         print(f"trial {best['number']}: value {best['value']:.6g}")
@@ -452,20 +526,19 @@ def cmd_best(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_optuna(args: argparse.Namespace) -> int:
+def cmd_optuna(settings: RunSettings) -> int:
     import shutil
 
-    cfg = _file_config(args)
-    target, _ = resolve_storage(args, cfg)
     exe = shutil.which("optuna") or str(Path(sys.executable).with_name("optuna"))
     if not os.access(exe, os.X_OK):
         raise Failure("Optuna's command line (optuna) is not installed beside the runner")
-    rest = args.optuna_args[1:] if args.optuna_args[:1] == ["--"] else args.optuna_args
+    args = list(settings.optuna_args)
+    rest = args[1:] if args[:1] == ["--"] else args
     if not rest:
         raise ConfigError("give Optuna's command, e.g. optuna-spark optuna -- studies")
     if any(a == "--storage" or a.startswith("--storage=") for a in rest):
         raise ConfigError("do not pass --storage: the runner's storage is used (OPTUNA_STORAGE)")
-    env = {**os.environ, "OPTUNA_STORAGE": target.connect_url()}
+    env = {**os.environ, "OPTUNA_STORAGE": settings.storage.connect_url()}
     os.execve(exe, [exe, *rest], env)
     return EXIT_FAILED  # not reached
 
@@ -487,9 +560,15 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     args = build_parser().parse_args(argv)
-    handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "optuna": cmd_optuna}
+    handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "report": cmd_report,
+                "optuna": cmd_optuna}
     try:
-        return handlers[args.command](args)
+        if args.command == "tune":
+            # Everything the run creates (the SQLite file, job files, logs, Spark's scratch
+            # files) is for this user only; spark-submit and its children inherit the mask.
+            os.umask(0o077)
+        settings = build_settings(args.command, vars(args), os.environ)
+        return handlers[args.command](settings)
     except ConfigError as exc:
         sys.stderr.write(f"optuna-spark: error: {exc}\n")
         return EXIT_USAGE

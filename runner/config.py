@@ -23,6 +23,13 @@ DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 SPLITS: tuple[str, ...] = ("shared", "static")
 RUNTIME_MODES: tuple[str, ...] = ("installed", "archive")
 PRUNERS: tuple[str, ...] = ("none", "median", "hyperband")
+SAMPLERS: tuple[str, ...] = ("tpe", "random", "cmaes", "gp", "nsga2", "qmc")
+# What a sampler needs beyond Optuna, on the driver and every worker: (module, pip package).
+SAMPLER_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "cmaes": (("cmaes", "cmaes"),),
+    "gp": (("torch", "torch"), ("scipy", "scipy")),
+    "qmc": (("scipy", "scipy"),),
+}
 DEPLOY_MODES: tuple[str, ...] = ("client",)
 
 # The `#environment` alias and the relative interpreter path of the seed's `--archives` flow.
@@ -137,24 +144,34 @@ class ObjectiveSpec:
 class StudySettings:
     name: str
     storage: str  # SQLAlchemy URL without its password
-    direction: str = "minimize"
+    directions: tuple[str, ...] = ("minimize",)  # one per objective value
     n_trials: int | None = None
     timeout: float | None = None
     n_jobs: int = 2
     split: str = "shared"
     sampler_seed: int | None = None
+    sampler: str = "tpe"
     pruner: str = "none"
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retry: int = 2
     # How long a task waits for an unreachable storage (a MySQL restart) before it gives up.
     outage_timeout: float = 120.0
+    # A trial running longer is failed and its process replaced (runner.supervisor); None: no limit.
+    trial_timeout: float | None = None
 
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
             raise ConfigError("study name must be 1 to 512 characters")
-        if self.direction not in DIRECTIONS:
-            raise ConfigError(f"direction must be minimize or maximize, got {self.direction!r}")
+        if not self.directions or any(d not in DIRECTIONS for d in self.directions):
+            raise ConfigError(f"each --direction must be minimize or maximize, got {list(self.directions)}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sampler == "cmaes" and len(self.directions) > 1:
+            raise ConfigError("--sampler cmaes optimizes one objective: use nsga2, tpe, random, gp or qmc "
+                              f"for {len(self.directions)} directions")
+        if self.pruner != "none" and len(self.directions) > 1:
+            raise ConfigError("pruning needs a single objective: Optuna prunes on one intermediate value")
         if self.n_trials is None and self.timeout is None:
             raise ConfigError("give a budget: --n-trials N and/or --timeout SECONDS")
         if self.n_trials is not None and self.n_trials < 1:
@@ -175,6 +192,8 @@ class StudySettings:
             raise ConfigError("heartbeat interval must be >= 1 s and below the grace period")
         if self.max_retry < 0:
             raise ConfigError("max retry must be >= 0")
+        if self.trial_timeout is not None and not self.trial_timeout > 0:
+            raise ConfigError(f"--trial-timeout must be a positive number of seconds, got {self.trial_timeout}")
         if not self.outage_timeout > 0:
             raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
 
@@ -185,6 +204,7 @@ class Job:
 
     study: StudySettings
     objective: ObjectiveSpec
+    callbacks: tuple[ObjectiveSpec, ...] = ()  # called after each trial, as Optuna's callbacks
     gpu: bool = False
     password_file: str | None = None
     progress_interval: float = 1.0
@@ -196,9 +216,12 @@ class Job:
     @classmethod
     def from_json(cls, text: str) -> Job:
         raw = json.loads(text)
+        study = dict(raw["study"])
+        study["directions"] = tuple(study.get("directions", ("minimize",)))
         return cls(
-            study=StudySettings(**raw["study"]),
+            study=StudySettings(**study),
             objective=ObjectiveSpec(**raw["objective"]),
+            callbacks=tuple(ObjectiveSpec(**c) for c in raw.get("callbacks", ())),
             gpu=raw.get("gpu", False),
             password_file=raw.get("password_file"),
             progress_interval=raw.get("progress_interval", 1.0),
@@ -223,8 +246,144 @@ def static_shares(n_trials: int, n_jobs: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n_jobs)]
 
 
+# ---------------------------------------------------------------------------- the settings builder
+#
+# Command line, config file and environment meet here, once: `build_settings` returns one typed,
+# validated `RunSettings` (or raises ConfigError naming the option or the key and its file), and
+# cli.py only parses and dispatches. Precedence: the command line, then the config file
+# (--config, else $OPTUNA_SPARK_CONFIG, else /etc/optuna-spark/runner.toml if present), then the
+# defaults below. From the environment: the config file's path and the storage password.
+
+CONFIG_ENV = "OPTUNA_SPARK_CONFIG"
+ALL_COMMANDS = ("tune", "status", "best", "report", "optuna")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its type, default, range or choices, and where it may come from."""
+
+    key: str
+    kind: Literal["int", "float", "str", "path", "bool", "table"]
+    default: Any = None
+    low: float | None = None      # inclusive minimum of a number
+    above: float | None = None    # exclusive minimum of a number
+    choices: tuple[str, ...] = ()
+    in_file: bool = True          # may be a key of the config file
+    commands: tuple[str, ...] = ("tune",)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("storage", "str", commands=ALL_COMMANDS),
+    Option("password_file", "path", commands=ALL_COMMANDS),
+    Option("work_dir", "path", "work", commands=ALL_COMMANDS),
+    Option("output", "str", "text", choices=("text", "json"), in_file=False,
+           commands=("tune", "status", "best", "report")),
+    Option("output_dir", "str", in_file=False, commands=("report",)),   # a folder, or - (a tar on stdout)
+    # The study dashboard's address (the optuna_dashboard role writes it): tune prints it when a
+    # study starts, status shows it. A config key only.
+    Option("dashboard_url", "str", commands=("tune", "status")),
+    Option("objective", "str", "quadratic", in_file=False),
+    Option("direction", "str", choices=DIRECTIONS, in_file=False),   # repeatable: one per objective
+    Option("callback", "str", in_file=False),                         # repeatable
+    Option("n_trials", "int", low=1, in_file=False),
+    Option("timeout", "float", above=0, in_file=False),
+    Option("n_jobs", "int", 2, low=1),
+    Option("split", "str", "shared", choices=SPLITS, in_file=False),
+    Option("seed", "int", in_file=False),
+    Option("pruner", "str", "none", choices=PRUNERS),
+    Option("sampler", "str", "tpe", choices=SAMPLERS),
+    Option("master", "str", "local[*]"),
+    Option("runtime", "str", "installed", choices=RUNTIME_MODES),
+    Option("python", "path"),
+    Option("driver_python", "path"),
+    Option("archive", "path"),
+    Option("spark_submit", "path"),
+    Option("spark_home", "path"),
+    Option("spark_conf_dir", "path"),
+    Option("spark_secret_file", "path"),
+    Option("executor_cores", "int", low=1),
+    Option("executor_memory", "str"),
+    Option("driver_memory", "str"),
+    Option("task_cpus", "int", 1, low=1),
+    Option("gpu", "bool", False),
+    Option("gpu_discovery_script", "path"),
+    Option("max_task_failures", "int", low=1),
+    Option("driver_java_options", "str", FAST_START_JAVA_OPTIONS),
+    Option("conf", "table", {}),
+    Option("heartbeat_interval", "int", 10, low=1),
+    Option("grace_period", "int", 30, low=1),
+    Option("max_retry", "int", 2, low=0),
+    Option("outage_timeout", "float", 120.0, above=0),
+    Option("trial_timeout", "float", above=0),
+    Option("verbose", "bool", False, in_file=False),
+)
+FILE_KEYS = tuple(o.key for o in OPTIONS if o.in_file)
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+_KIND_TEXT = {"int": "an integer", "float": "a number", "str": "a string", "path": "a path (a string)",
+              "bool": "true or false", "table": "a table of spark.* keys"}
+
+
+def _check_type(option: Option, value: Any, where: str) -> Any:
+    """A config file's value, of the option's type (TOML has types: no guessing from strings)."""
+    kind = option.kind
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "path": isinstance(value, str) and bool(value),
+        "bool": isinstance(value, bool),
+        "table": isinstance(value, dict),
+    }[kind]
+    if not ok:
+        raise ConfigError(f"{where} must be {_KIND_TEXT[kind]}, got {_describe(value)}")
+    if kind == "float":
+        return float(value)
+    if kind == "table":
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) or v is None:
+                raise ConfigError(f"{where}: {k!r} must be a string, number or boolean, got {_describe(v)}")
+            out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+    return value
+
+
+def _check_range(option: Option, value: Any, where: str) -> None:
+    if value is None or option.kind not in ("int", "float"):
+        if option.choices and value is not None and value not in option.choices:
+            raise ConfigError(f"{where} must be one of {', '.join(option.choices)}, got {value!r}")
+        return
+    noun = "integer" if option.kind == "int" else "number"
+    if option.low is not None and value < option.low:
+        what = "a positive" if option.low == 1 else "a non-negative" if option.low == 0 else f">= {option.low:g}"
+        raise ConfigError(f"{where} must be {what} {noun}, got {value!r}")
+    if option.above is not None and not value > option.above:
+        raise ConfigError(f"{where} must be a positive {noun}, got {value!r}")
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
-    """The runner's TOML file (written by the Ansible role on a cluster's driver)."""
+    """The runner's TOML file (written by the Ansible role on a cluster's driver), every key
+    known and of its type."""
     import tomllib
 
     try:
@@ -234,17 +393,178 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except PermissionError:
         raise ConfigError(f"config file {path} is not readable") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    known = {
-        "storage", "password_file", "master", "runtime", "python", "driver_python", "archive",
-        "spark_submit", "n_jobs", "executor_cores", "executor_memory", "driver_memory",
-        "task_cpus", "gpu", "gpu_discovery_script", "conf", "work_dir", "max_task_failures",
-        "driver_java_options", "spark_home", "spark_conf_dir", "spark_secret_file",
-    }
-    unknown = sorted(set(data) - known)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    unknown = sorted(set(data) - set(FILE_KEYS))
     if unknown:
-        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}")
-    if "conf" in data and not isinstance(data["conf"], dict):
-        raise ConfigError(f"config file {path}: 'conf' must be a table of spark.* keys")
-    return data
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(FILE_KEYS))})")
+    out = {}
+    for key, value in data.items():
+        option = _BY_KEY[key]
+        where = f"config file {path}: {key}"
+        out[key] = _check_type(option, value, where)
+        _check_range(option, out[key], where)
+    return out
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a command needs, built and checked once (build_settings)."""
+
+    command: str
+    storage: Any                      # runner.storage.StorageTarget (URL, password)
+    password_file: str | None
+    work_dir: Path
+    output: str = "text"
+    study_name: str | None = None
+    verbose: bool = False
+    config_path: Path | None = None
+    study: StudySettings | None = None        # tune
+    spark: SparkSettings | None = None        # tune
+    objective: ObjectiveSpec | None = None    # tune
+    callbacks: tuple[ObjectiveSpec, ...] = ()  # tune
+    spark_secret: str | None = field(default=None, repr=False)
+    optuna_args: tuple[str, ...] = ()
+    output_dir: str | None = None             # report: a folder, or "-" (a tar on stdout)
+    dashboard_url: str | None = None          # tune, status
+
+
+def config_path_of(cli: dict[str, Any], environ: Any) -> Path | None:
+    path = cli.get("config") or environ.get(CONFIG_ENV)
+    if path:
+        return Path(path).expanduser()
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | None = None) -> RunSettings:
+    """The one place where the command line (`cli`: argparse's values, None when not given),
+    the config file and the environment become settings. ConfigError (exit 2) names the option
+    or the config key and its file."""
+    from runner.storage import StorageTarget, resolve_password, validate_url
+
+    config_path = config_path_of(cli, environ)
+    file_values = load_config_file(config_path) if config_path is not None else {}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if command not in option.commands:
+            continue
+        given = cli.get(option.key)
+        if option.kind == "table":
+            table = dict(sorted(file_values.get(option.key, {}).items()))
+            values[option.key] = tuple(table.items()) + parse_conf_pairs(list(given or []))
+            continue
+        if isinstance(given, list):  # a repeatable option
+            values[option.key] = tuple(given)
+        elif given is not None:
+            _check_range(option, given, option.flag)
+            values[option.key] = given
+        elif option.key in file_values:
+            values[option.key] = file_values[option.key]
+        else:
+            values[option.key] = option.default
+    for key in ("password_file", "work_dir", "python", "driver_python", "archive", "spark_submit", "spark_home",
+                "spark_conf_dir", "spark_secret_file", "gpu_discovery_script"):
+        if values.get(key) is not None:
+            values[key] = str(Path(str(values[key])).expanduser())
+
+    work_dir = Path(values["work_dir"]).resolve()
+    url = values["storage"] or f"sqlite:///{work_dir / 'optuna.db'}"
+    validate_url(url)
+    target = StorageTarget(url, resolve_password(values["password_file"], environ))
+    common = {"command": command, "storage": target, "password_file": values["password_file"],
+              "work_dir": work_dir, "config_path": config_path}
+    if command == "optuna":
+        return RunSettings(**common, optuna_args=tuple(cli.get("optuna_args") or ()))
+    if command in ("status", "best"):
+        return RunSettings(**common, output=values["output"], study_name=cli.get("study"),
+                           dashboard_url=_dashboard_url(values.get("dashboard_url")))
+    if command == "report":
+        return RunSettings(**common, output=values["output"], study_name=cli.get("study"),
+                           output_dir=_report_dir(values["output_dir"]))
+    return _tune_settings(common, values, cli, cwd)
+
+
+def _dashboard_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ConfigError(f"dashboard_url must be an http:// or https:// address, got {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError("dashboard_url must not carry a user or password")
+    return url
+
+
+def _report_dir(raw: str | None) -> str:
+    """The report's folder, made on writing; `-` sends the report as a tar on stdout."""
+    if raw is None or raw == "":
+        raise ConfigError("give --output-dir DIR (or - for a tar on stdout)")
+    if raw == "-":
+        return raw
+    path = Path(raw).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output-dir {raw} exists and is not a directory")
+    parent = next((p for p in (path, *path.parents) if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise ConfigError(f"--output-dir {raw}: {parent} is not a directory")
+    return str(path)
+
+
+def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any], cwd: Path | None) -> RunSettings:
+    from runner import objectives
+    from runner.private import read_secret_file
+
+    name = cli.get("study")
+    if name is None:
+        name = "optuna-spark"
+    spark = SparkSettings(
+        master=values["master"], app_name=f"optuna-spark:{name}", spark_submit=values["spark_submit"],
+        spark_home=values["spark_home"], spark_conf_dir=values["spark_conf_dir"],
+        spark_secret_file=values["spark_secret_file"], executor_cores=values["executor_cores"],
+        executor_memory=values["executor_memory"], driver_memory=values["driver_memory"],
+        task_cpus=values["task_cpus"], gpu=values["gpu"], gpu_discovery_script=values["gpu_discovery_script"],
+        runtime=values["runtime"], python=values["python"], driver_python=values["driver_python"],
+        archive=values["archive"], max_task_failures=values["max_task_failures"],
+        driver_java_options=values["driver_java_options"], confs=values["conf"],
+    )
+    spark.validate()
+    for key in ("spark_home", "spark_conf_dir"):
+        if values[key] is not None and not Path(values[key]).is_dir():
+            raise ConfigError(f"{key} {values[key]} is not a directory")
+    if spark.runtime == "archive" and spark.archive and not Path(spark.archive).is_file():
+        raise ConfigError(f"archive {spark.archive} does not exist")
+    n_trials, timeout = values["n_trials"], values["timeout"]
+    if n_trials is None and timeout is None:
+        n_trials = 200 if values["objective"] == "quadratic" else 100
+    study = StudySettings(
+        name=name, storage=common["storage"].url, directions=tuple(values["direction"] or ("minimize",)),
+        n_trials=n_trials, timeout=timeout, n_jobs=values["n_jobs"], split=values["split"],
+        sampler_seed=values["seed"], sampler=values["sampler"], pruner=values["pruner"], heartbeat_interval=values["heartbeat_interval"],
+        grace_period=values["grace_period"], max_retry=values["max_retry"],
+        outage_timeout=values["outage_timeout"], trial_timeout=values["trial_timeout"],
+    )
+    study.validate()
+    secret = (read_secret_file(spark.spark_secret_file, "Spark secret file")
+              if spark.spark_secret_file else None)
+    _check_sampler_needs(study.sampler)
+    objective = objectives.resolve(values["objective"], cwd)
+    callbacks = tuple(objectives.resolve(spec, cwd, what="callback") for spec in values["callback"] or ())
+    return RunSettings(**common, output=values["output"], study_name=name, verbose=bool(values["verbose"]),
+                       study=study, spark=spark, objective=objective, callbacks=callbacks, spark_secret=secret,
+                       dashboard_url=_dashboard_url(values["dashboard_url"]))
+
+
+def _check_sampler_needs(sampler: str) -> None:
+    import importlib.util
+
+    for module, package in SAMPLER_NEEDS.get(sampler, ()):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--sampler {sampler} needs the {package} package, on the driver and every worker "
+                              f"(pip install {package})")

@@ -23,6 +23,8 @@ T = TypeVar("T")
 # is taken for what it is (bad data, a bug), not for an outage.
 REACHABLE_RETRIES = 3
 FIRST_DELAY, MAX_DELAY = 0.25, 5.0
+# MySQL errors by which the server refuses a connection: it is up, the error is no outage.
+REFUSALS = (1044, 1045, 1049)
 
 
 class StorageOutage(BaseException):
@@ -36,6 +38,25 @@ def storage_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import DBAPIError, DisconnectionError, TimeoutError as PoolTimeout
 
     return (optuna.exceptions.StorageInternalError, DBAPIError, DisconnectionError, PoolTimeout)
+
+
+# MySQL client errors of a connection that broke: gone away, lost during a query, lost during
+# the handshake (CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED).
+DISCONNECT_CODES = (2006, 2013, 2055)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The error (or the one it wraps: Optuna's StorageInternalError) is a broken connection."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "connection_invalidated", False):
+            return True
+        orig = getattr(seen, "orig", None)
+        args = getattr(orig if orig is not None else seen, "args", ())
+        if args and isinstance(args[0], int) and args[0] in DISCONNECT_CODES:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def first_line(exc: BaseException) -> str:
@@ -59,13 +80,24 @@ class OutageGuard:
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         reachable_failures = 0
+        first_failure: float | None = None
         while True:
             try:
                 return fn()
             except self.errors as exc:
+                now = self.clock()
+                first_failure = now if first_failure is None else first_failure
                 if self.probe():
-                    # The database answers: a dropped connection (retry on a new one) or a lost
-                    # commit acknowledgement; or an error of the call itself, after a few tries.
+                    if is_disconnect(exc):
+                        # The connection broke (a cut network, a lost commit acknowledgement)
+                        # while the database answers: retry on a new one, as long as an outage
+                        # may last.
+                        if now - first_failure >= self.timeout:
+                            raise StorageOutage(f"storage connections kept breaking for {self.timeout:g} s "
+                                                f"({what}): {first_line(exc)}") from None
+                        self.sleep(FIRST_DELAY)
+                        continue
+                    # An error of the call itself (bad data, a deadlock): a few tries.
                     reachable_failures += 1
                     if reachable_failures > REACHABLE_RETRIES:
                         raise
@@ -107,8 +139,10 @@ def database_probe(connect_url: str, engine_kwargs: dict[str, Any]) -> Callable[
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 - any failure means "not now"
-            return False
+        except Exception as exc:  # noqa: BLE001 - any failure means "not now"...
+            # ... except a refusal: the server answered (a wrong password is no outage).
+            code = getattr(getattr(exc, "orig", None), "args", (None,))[:1]
+            return bool(code) and code[0] in REFUSALS
 
     return probe
 

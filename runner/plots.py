@@ -18,7 +18,7 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 UNKNOWN_HOST = "?"
 
@@ -59,19 +59,40 @@ def write_csv(path: Path, columns: list[str], table: list[dict[str, Any]]) -> No
 
 
 def timeline_spans(trials: Iterable[Any], now: datetime.datetime | None = None) -> list[dict[str, Any]]:
-    """One span per started trial: host, number, state, start, end (a running trial ends now)."""
+    """One span per started trial: host, lane, row, number, state, start, end (a running trial
+    ends now). Trials that overlap on one host (its concurrent tasks) go to separate lanes, the
+    first lane free at their start, so that none hides another; `row` is the host, with its lane
+    number when the host has more than one."""
     spans = []
     for t in trials:
         if t.datetime_start is None:
             continue
         end = t.datetime_complete or now or t.datetime_start
         spans.append({"host": t.user_attrs.get("host") or UNKNOWN_HOST, "number": t.number,
-                      "state": t.state.name, "start": t.datetime_start, "end": end})
-    return sorted(spans, key=lambda s: (s["host"], s["start"]))
+                      "state": t.state.name, "start": t.datetime_start, "end": max(end, t.datetime_start)})
+    spans.sort(key=lambda s: (s["host"], s["start"], s["number"]))
+    lane_ends: dict[str, list[datetime.datetime]] = {}
+    for s in spans:
+        ends = lane_ends.setdefault(s["host"], [])
+        lane = next((i for i, e in enumerate(ends) if e <= s["start"]), len(ends))
+        if lane == len(ends):
+            ends.append(s["end"])
+        else:
+            ends[lane] = s["end"]
+        s["lane"] = lane
+    for s in spans:
+        s["row"] = s["host"] if len(lane_ends[s["host"]]) == 1 else f"{s['host']} #{s['lane'] + 1}"
+    return spans
+
+
+def timeline_rows(spans: list[dict[str, Any]]) -> list[str]:
+    """The timeline's rows, top to bottom: hosts by name, each host's lanes in order."""
+    return [row for _, _, row in sorted({(s["host"], s["lane"], s["row"]) for s in spans})]
 
 
 STATE_COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#2ca02c",
                 "WAITING": "#7f7f7f"}
+TIMELINE_TITLE = "Trials per host over time (a host's concurrent trials on separate lanes)"
 
 
 def timeline_plotly(spans: list[dict[str, Any]]) -> Any:
@@ -81,30 +102,37 @@ def timeline_plotly(spans: list[dict[str, Any]]) -> Any:
     for state in sorted({s["state"] for s in spans}):
         chosen = [s for s in spans if s["state"] == state]
         fig.add_trace(go.Bar(
-            name=state, orientation="h", y=[s["host"] for s in chosen],
+            name=state, orientation="h", y=[s["row"] for s in chosen],
             x=[(s["end"] - s["start"]).total_seconds() * 1000 for s in chosen],
             base=[s["start"] for s in chosen], marker_color=STATE_COLORS.get(state, "#9467bd"),
             hovertext=[f"trial {s['number']}" for s in chosen]))
-    fig.update_layout(title="Trials per host over time", barmode="overlay", xaxis={"type": "date"},
-                      yaxis={"title": "host"}, legend_title="state")
+    rows = timeline_rows(spans)
+    fig.update_layout(title=TIMELINE_TITLE, barmode="overlay", xaxis={"type": "date"},
+                      yaxis={"title": "host", "categoryorder": "array", "categoryarray": rows[::-1]},
+                      legend_title="state", height=max(350, 120 + 40 * len(rows)))
     return fig
 
 
 def timeline_matplotlib(spans: list[dict[str, Any]]) -> Any:
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    hosts = sorted({s["host"] for s in spans})
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.6 * len(hosts)))
+    rows = timeline_rows(spans)[::-1]  # the first row on top
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 1.4 + 0.5 * len(rows))))
     for s in spans:
         start = mdates.date2num(s["start"])
         width = mdates.date2num(s["end"]) - start
-        ax.broken_barh([(start, width)], (hosts.index(s["host"]) - 0.4, 0.8),
+        ax.broken_barh([(start, width)], (rows.index(s["row"]) - 0.4, 0.8),
                        color=STATE_COLORS.get(s["state"], "#9467bd"))
-    ax.set_yticks(range(len(hosts)), hosts)
+    ax.set_yticks(range(len(rows)), rows)
     ax.xaxis_date()
-    ax.set_title("Trials per host over time")
-    ax.set_xlabel("time (UTC)")
+    ax.set_title(TIMELINE_TITLE, fontsize=11)
+    # Optuna stores each trial's start and end in the local time of the host that wrote them.
+    ax.set_xlabel("time")
+    states = sorted({s["state"] for s in spans})
+    ax.legend(handles=[Patch(color=STATE_COLORS.get(state, "#9467bd"), label=state) for state in states],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), title="state")
     fig.tight_layout()
     return fig
 
@@ -113,6 +141,7 @@ def _plots(study: Any) -> list[tuple[str, str, Callable[[], Any], Callable[[], A
     """(file stem, title, plotly maker, matplotlib maker) of every plot the study can have."""
     import optuna.visualization as pv
     import optuna.visualization.matplotlib as pm
+    from optuna.study import StudyDirection
 
     directions = study.directions
     multi = len(directions) > 1
@@ -122,19 +151,22 @@ def _plots(study: Any) -> list[tuple[str, str, Callable[[], Any], Callable[[], A
     for index, label in targets:
         kw: dict[str, Any] = {} if index is None else {"target": (lambda t, i=index: t.values[i]),
                                                        "target_name": label}
+        # With a target, importance evaluators look for low values: a maximized objective is negated.
+        imp: dict[str, Any] = kw if index is None or directions[index] == StudyDirection.MINIMIZE else {
+            "target": (lambda t, i=index: -t.values[i]), "target_name": f"{label} (maximized)"}
         suffix = "" if index is None else f"-{index}"
         out.append((f"history{suffix}", f"Optimization history ({label})",
                     lambda kw=kw: pv.plot_optimization_history(study, **kw),
                     lambda kw=kw: pm.plot_optimization_history(study, **kw)))
         out.append((f"importances{suffix}", f"Parameter importances ({label})",
-                    lambda kw=kw: pv.plot_param_importances(study, **kw),
-                    lambda kw=kw: pm.plot_param_importances(study, **kw)))
+                    lambda kw=imp: pv.plot_param_importances(study, **kw),
+                    lambda kw=imp: pm.plot_param_importances(study, **kw)))
         out.append((f"parallel{suffix}", f"Parallel coordinates ({label})",
                     lambda kw=kw: pv.plot_parallel_coordinate(study, **kw),
                     lambda kw=kw: pm.plot_parallel_coordinate(study, **kw)))
         out.append((f"slice{suffix}", f"Slices ({label})",
                     lambda kw=kw: pv.plot_slice(study, **kw), lambda kw=kw: pm.plot_slice(study, **kw)))
-    if multi and len(directions) in (2, 3):
+    if multi:
         out.append(("pareto-front", "Pareto front", lambda: pv.plot_pareto_front(study),
                     lambda: pm.plot_pareto_front(study)))
     return out
@@ -160,6 +192,8 @@ def write(study: Any, out_dir: Path, *, now: datetime.datetime | None = None) ->
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Optuna's importance evaluators warn about their own defaults (handled in _plots).
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.importance")
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     columns, table = rows(trials, len(study.directions))
@@ -169,31 +203,39 @@ def write(study: Any, out_dir: Path, *, now: datetime.datetime | None = None) ->
     sections: list[str] = []
     first = True
 
-    def add(stem: str, title: str, plotly_fig: Any, mpl: Callable[[], Any]) -> None:
+    def add(stem: str, title: str, make_plotly: Callable[[], Any], make_mpl: Callable[[], Any]) -> None:
+        """Both renderings of one plot, or neither: the study cannot have this plot (too few
+        trials, one parameter, ...) and the page says why."""
         nonlocal first
-        sections.append(f"<section id='{stem}'><h2>{html.escape(title)}</h2>"
-                        + plotly_fig.to_html(full_html=False, include_plotlyjs="inline" if first else False,
-                                             div_id=f"plot-{stem}", config={"displaylogo": False})
-                        + "</section>")
-        first = False
-        figure = _figure_of(mpl())
-        figure.savefig(out_dir / f"{stem}.png", dpi=100)
-        plt.close(figure)
+        try:
+            fragment = make_plotly().to_html(full_html=False, include_plotlyjs=first, div_id=f"plot-{stem}",
+                                             config={"displaylogo": False})
+            figure = _figure_of(make_mpl())
+            figure.savefig(out_dir / f"{stem}.png", dpi=100)
+        except OSError:
+            raise  # the folder, not the plot: the report cannot be written
+        except Exception as exc:
+            skipped[stem] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            (out_dir / f"{stem}.png").unlink(missing_ok=True)
+            return
+        finally:
+            plt.close("all")
+        sections.append(f"<section id='{stem}'><h2>{html.escape(title)}</h2>{fragment}</section>")
+        first = False  # plotly's script goes once, with the first plot
         made.append(stem)
 
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     for stem, title, make_plotly, make_mpl in _plots(study):
         if not complete:
             skipped[stem] = "no completed trial yet"
-            continue
-        try:
-            add(stem, title, make_plotly(), make_mpl)
-        except Exception as exc:  # the study cannot have this plot (no finished trial, one parameter, ...)
-            skipped[stem] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            plt.close("all")
+        elif stem == "pareto-front" and len(study.directions) > 3:
+            skipped[stem] = f"a Pareto front is drawn for 2 or 3 objectives, this study has {len(study.directions)}"
+        else:
+            add(stem, title, make_plotly, make_mpl)
     spans = timeline_spans(trials, now or datetime.datetime.now())
     if spans:
-        add("timeline-hosts", "Trials per host over time", timeline_plotly(spans), lambda: timeline_matplotlib(spans))
+        add("timeline-hosts", "Trials per host over time", lambda: timeline_plotly(spans),
+            lambda: timeline_matplotlib(spans))
     else:
         skipped["timeline-hosts"] = "no trial has started"
     counts: dict[str, int] = {}
@@ -216,12 +258,23 @@ def write(study: Any, out_dir: Path, *, now: datetime.datetime | None = None) ->
     return summary
 
 
-def tar_of(directory: Path) -> bytes:
-    """The report folder as an uncompressed tar (for `--output-dir -`: sent on stdout)."""
+def write_tar(directory: Path, fileobj: IO[bytes]) -> None:
+    """The report folder's files as an uncompressed tar stream, names without a folder (for
+    `--output-dir -`: `... | tar -x -C DIR` puts them in DIR)."""
     import tarfile
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(directory.iterdir()):
-            tar.add(path, arcname=path.name)
+            info = tar.gettarinfo(str(path), arcname=path.name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mode = 0o644
+            with path.open("rb") as fh:
+                tar.addfile(info, fh)
+
+
+def tar_of(directory: Path) -> bytes:
+    """The report folder as an uncompressed tar, in memory."""
+    buf = io.BytesIO()
+    write_tar(directory, buf)
     return buf.getvalue()

@@ -125,3 +125,31 @@ class PrivateFiles:
                 os.chmod(target, stat.S_IMODE(entry.stat().st_mode) & 0o700 or 0o600)
         self.write("spark-conf/spark-defaults.conf", with_authentication(defaults, secret))
         return conf
+
+
+def remove_stale_private_dirs(runs_dir: Path) -> list[Path]:
+    """Private directories of earlier runs whose process is gone (a SIGKILL leaves one behind):
+    removed. A run directory's name ends with its runner's process id."""
+    removed = []
+    if not runs_dir.is_dir():
+        return removed
+    for private in runs_dir.glob("*/private"):
+        try:
+            pid = int(private.parent.name.rsplit("-", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(private, ignore_errors=True)
+        removed.append(private)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True

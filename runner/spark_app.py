@@ -35,15 +35,21 @@ def spark_task(index: int, job_json: str, password: str | None, deadline: float 
 
         return run_task(job_json, password, index, deadline)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the driver
-        message = f"{type(exc).__name__}: {exc}"
+        message = str(exc) if type(exc).__name__ == "TaskFailed" else f"{type(exc).__name__}: {exc}"
         if password:
             message = message.replace(password, "***")
-        tb = traceback.format_exc()
+        tb = getattr(exc, "child_traceback", None) or traceback.format_exc()
         if password:
             tb = tb.replace(password, "***")
         return {"index": index, "host": socket.gethostname(), "trials": 0,
                 "error": message.strip().splitlines()[0][:2000] if message.strip() else type(exc).__name__,
                 "traceback": tb[-4000:], "seconds": None}
+
+
+def first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    text = str(getattr(cause, "orig", None) or cause).strip()
+    return text.splitlines()[0][:300] if text else type(cause).__name__
 
 
 class Monitor(threading.Thread):
@@ -59,15 +65,26 @@ class Monitor(threading.Thread):
         from runner.report import study_counts
 
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        return study_counts(trials, self.n_trials, self.storage.get_study_directions(self.study_id)[0])
+        return study_counts(trials, self.n_trials, self.storage.get_study_directions(self.study_id))
 
     def run(self) -> None:
         last: dict[str, Any] | None = None
+        failures = 0
+        # Trials finished before this run's tasks start: the run's own rate leaves them out.
+        try:
+            previous: int | None = self.snapshot()["finished"]
+        except Exception:  # noqa: BLE001 - the rate then counts every trial
+            previous = None
         while not self.stop_event.wait(self.interval):
             try:
                 snap = self.snapshot()
+                if previous is not None:
+                    snap["previous"] = previous
+                failures = 0
             except Exception as exc:  # a storage hiccup must not end the run
-                emit("warning", message=f"progress: {type(exc).__name__}: {exc}".splitlines()[0])
+                failures += 1
+                if failures == 3:  # said once per outage, not at every poll
+                    emit("warning", message=f"progress: the storage does not answer: {first_line(exc)}")
                 continue
             if snap != last:
                 emit("progress", elapsed=round(time.monotonic() - self.started, 1), **snap)
@@ -80,9 +97,7 @@ def main(argv: list[str]) -> int:
 
     import optuna
 
-    from runner.budget import Budget, counted_trials
     from runner.config import Job
-    from runner.trials import live_trial_ids
     from runner.storage import (StorageError, StorageTarget, describe_db_error, open_rdb_storage,
                                 read_password_file)
 
@@ -97,35 +112,23 @@ def main(argv: list[str]) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from runner.outage import OutageGuard, StorageOutage, database_probe
+
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     try:
         if target.backend == "sqlite":
             _sqlite_wal(target)
-        storage = open_rdb_storage(target, settings.heartbeat_interval, settings.grace_period)
-        study = optuna.create_study(
-            study_name=settings.name, storage=storage, direction=settings.direction,
-            load_if_exists=True,
-        )
-        if study.direction.name.lower() != settings.direction:
-            emit("error", message=f"study {settings.name!r} exists with direction "
-                                  f"{study.direction.name.lower()}, not {settings.direction}")
-            return 2
-        study_id = study._study_id
-        if settings.n_trials is not None and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
-            study.set_user_attr("optuna_spark_budget", settings.n_trials)
-        if settings.split == "shared" and settings.n_trials is not None:
-            budget = Budget(target.connect_url(), target.engine_kwargs(), study_id)
-            budget.create()
-            live = live_trial_ids(storage, study_id, settings.grace_period)
-            if live:
-                # Another run of this study is under way: its counter is right, and resetting it
-                # would drop the claims its tasks hold between claiming and creating a trial.
-                emit("warning", message=f"{len(live)} trial(s) of study {settings.name!r} have a recent "
-                                        "heartbeat (another run under way, or one stopped less than the grace "
-                                        "period ago): this run shares its budget counter")
-            else:
-                budget.reconcile(counted_trials(study.get_trials(deepcopy=False)))
-            budget.dispose()
-    except (SQLAlchemyError, StorageError) as exc:
+        # Another client opening the same new storage at this instant (a plain Optuna client, a
+        # second run) may create Optuna's tables between SQLAlchemy's check and its CREATE: retried.
+        storage = guard.call(lambda: open_rdb_storage(target), "opening the storage")
+        study_id = guard.call(lambda: prepare_study(storage, target, job), "preparing the study")
+    except WrongDirection as exc:
+        emit("error", message=str(exc))
+        return 2
+    except StorageOutage as exc:
+        emit("error", message=str(exc))
+        return 1
+    except (SQLAlchemyError, StorageError, optuna.exceptions.StorageInternalError) as exc:
         emit("error", message=describe_db_error(exc, target))
         return 1
 
@@ -161,16 +164,13 @@ def main(argv: list[str]) -> int:
 
     from runner.report import summarize
 
-    from runner.outage import OutageGuard, StorageOutage, database_probe
-
-    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     try:
         trials = guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "reading the trials")
     except StorageOutage as exc:
         emit("error", message=f"cannot read the study's trials for the summary: {exc}")
         spark.stop()
         return 1
-    summary = summarize(settings.name, trials, settings.n_trials, settings.direction,
+    summary = summarize(settings.name, trials, settings.n_trials, list(settings.directions),
                         wall=time.monotonic() - started, tasks=results)
     errors = [r for r in results if r.get("error")]
     if crash:
@@ -181,6 +181,51 @@ def main(argv: list[str]) -> int:
     emit("summary", **summary)
     spark.stop()
     return 3 if summary["errors"] else 0
+
+
+class WrongDirection(ValueError):
+    pass
+
+
+def prepare_study(storage: Any, target: Any, job: Any) -> int:
+    """Create or load the study, its budget tables and, for the static split, each task's share.
+    Idempotent: an outage's retry may run it twice."""
+    import optuna
+
+    from runner.config import static_shares
+    from runner.ledger import Ledger, foreign_finished
+
+    settings = job.study
+    study = optuna.create_study(study_name=settings.name, storage=storage, directions=list(settings.directions),
+                                load_if_exists=True)
+    existing = [d.name.lower() for d in study.directions]
+    if existing != list(settings.directions):
+        raise WrongDirection(f"study {settings.name!r} exists with direction {', '.join(existing)}, "
+                             f"not {', '.join(settings.directions)}")
+    if settings.n_trials is not None and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
+        study.set_user_attr("optuna_spark_budget", settings.n_trials)
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, storage)
+    try:
+        ledger.create()
+        ledger.ensure()
+        now, running = ledger.running()
+        live = [r for r in running if now is None or not r.is_dead(now)]
+        if live:
+            # Another run of this study is under way: its claims in flight are real, and
+            # reconciling would give them back.
+            emit("warning", message=f"{len(live)} trial(s) of study {settings.name!r} have a recent "
+                                    "heartbeat (another run under way, or one stopped less than the grace "
+                                    "period ago): this run shares its budget")
+        else:
+            ledger.reconcile()
+        if settings.split == "static" and settings.n_trials is not None:
+            # The seed's fixed shares, of what is left of the budget: a second run of the same
+            # command continues toward the same total, as the shared split does.
+            left = settings.n_trials - foreign_finished(study.get_trials(deepcopy=False)) - ledger.claimed()
+            job.extra["shares"] = static_shares(max(0, left), settings.n_jobs)
+    finally:
+        ledger.dispose()
+    return int(study._study_id)
 
 
 def _sqlite_wal(target: Any) -> None:

@@ -128,7 +128,26 @@ def validate_url(text: str) -> str:
         raise ConfigError(f"storage URL {text!r} needs a host and a database name")
     if backend == "mysql":
         _check_mysql_query(dict(url.query))
+    _check_driver(url)
     return text
+
+
+def _check_driver(url: Any) -> None:
+    """The URL's SQLAlchemy dialect exists and its driver is installed (`mysql://` picks one)."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    if url.get_backend_name() == "mysql" and url.get_driver_name() == "mysqldb" and "+" not in url.drivername:
+        return  # mysqlclient, or PyMySQL where it is missing (connect_url)
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(f"unknown database driver in {url.drivername!r}: use sqlite:///, mysql+pymysql:// "
+                          "or mysql+mysqldb://") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise ConfigError(f"the database driver of {url.drivername!r} is not installed "
+                          f"({exc.name or exc})") from None
 
 
 def _check_mysql_query(query: dict[str, Any]) -> None:
@@ -164,6 +183,29 @@ def resolve_password(password_file: str | None, environ: dict[str, str] | None =
     return value if value else None
 
 
+def make_sqlite_private(url_text: str) -> None:
+    """An SQLite file (and its WAL and shared-memory files) of this user, made by an earlier
+    version with the default mask, becomes readable by this user only."""
+    url = _make_url(url_text)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return
+    base = Path(url.database).expanduser()
+    for path in (base, Path(f"{base}-wal"), Path(f"{base}-shm")):
+        try:
+            if path.stat().st_uid == os.getuid():
+                path.chmod(0o600)
+        except OSError:
+            pass
+
+
+def sqlite_path(url_text: str) -> Path | None:
+    """The file of an SQLite URL (None for another backend)."""
+    url = _make_url(url_text)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database).expanduser()
+
+
 def ensure_sqlite_parent(url_text: str) -> None:
     url = _make_url(url_text)
     if url.get_backend_name() == "sqlite" and url.database:
@@ -174,6 +216,8 @@ def describe_db_error(exc: BaseException, target: StorageTarget) -> str:
     """One line for an SQLAlchemy/DBAPI error, without the password or the SQL."""
     url = _make_url(target.url)
     where = f"{url.host}:{url.port or 3306}" if url.host else (url.database or "?")
+    if getattr(exc, "orig", None) is None and exc.__cause__ is not None:  # Optuna's wrapping
+        exc = exc.__cause__
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     code = None
@@ -209,8 +253,12 @@ def _tls_failure(text: str) -> str | None:
         return m.group(1).strip().rstrip(",")
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "certificate verify failed"
-    if "certificate" in text.lower() and ("verif" in text.lower() or "mismatch" in text.lower()):
-        return text.strip()[:200]
+    lower = text.lower()
+    if "certificate" in lower and any(w in lower for w in ("verif", "mismatch", "validation", "tls/ssl error")):
+        # mysqlclient (MariaDB Connector/C): "TLS/SSL error: Validation of SSL server certificate
+        # failed", "TLS/SSL error: self-signed certificate in certificate chain"
+        m = re.search(r"TLS/SSL error: (.*?)['\")]*$", text.strip())
+        return (m.group(1) if m else text.strip())[:200]
     return None
 
 
@@ -237,15 +285,9 @@ def check_connection(target: StorageTarget) -> None:
         engine.dispose()
 
 
-def open_rdb_storage(target: StorageTarget, heartbeat_interval: int | None = None,
-                     grace_period: int | None = None, stale_callback: Any = None):  # type: ignore[no-untyped-def]
-    """An Optuna RDBStorage for the target (heartbeats on when an interval is given)."""
+def open_rdb_storage(target: StorageTarget):  # type: ignore[no-untyped-def]
+    """An Optuna RDBStorage for the target. Heartbeats and stale trials are the runner's own
+    (runner.task, runner.ledger), not Optuna's."""
     import optuna
 
-    return optuna.storages.RDBStorage(
-        target.connect_url(),
-        engine_kwargs=target.engine_kwargs(),
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=stale_callback,
-    )
+    return optuna.storages.RDBStorage(target.connect_url(), engine_kwargs=target.engine_kwargs())

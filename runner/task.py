@@ -2,6 +2,10 @@
 
 Runs inside a Spark Python worker. It imports only what a trial needs (Optuna, SQLAlchemy, the
 objective) and reports back a small dict; it never raises to Spark for a failing objective.
+
+A trial's life: claim a slot (runner.ledger), take a WAITING trial or create one bound to the
+claim, evaluate the objective while heartbeats are recorded, and `finish` it. Every storage call
+waits out outages (runner.outage); the ledger makes each one safe to retry.
 """
 
 from __future__ import annotations
@@ -10,51 +14,44 @@ import os
 import socket
 import threading
 import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.config import Job
+from runner.ledger import ClaimLost, Ledger, foreign_finished
 from runner.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
-from runner.trials import fail_dead_trials, take_waiting_trial
 
-# How often a task out of claims looks again while trials still run elsewhere: it leaves this late
-# after the study's last trial ends (a cheap query: only the RUNNING trials).
+# How often a task out of claims looks again while trials of this runner still run: it leaves this
+# late after the study's last trial ends.
 IDLE_POLL_SECONDS = 0.25
-
-
-class ReleasingRetryCallback:
-    """Optuna's stale-trial retry, plus: give the dead trial's budget claim back.
-
-    The dead trial, now a retried FAIL, and its WAITING copy hold no claim (runner.budget); the
-    task that takes the copy claims one. The copy is enqueued before the claim is released, so a
-    task that wins that claim finds the copy to run.
-    """
-
-    def __init__(self, max_retry: int, budget: Any, guard: Any = None) -> None:
-        from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-        self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        self._max_retry = max_retry
-        self.budget = budget
-        self.guard = guard
-
-    def __call__(self, study: Any, trial: Any) -> None:
-        history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
-        will_retry = self._max_retry >= len(history)
-        self._retry(study, trial)
-        if will_retry and self.budget is not None:
-            # Retried on its own: the trial is FAIL by now, a second pass would not come back here.
-            if self.guard is not None:
-                self.guard.call(self.budget.release, "giving a claim back")
-            else:
-                self.budget.release()
+UNLIMITED = 2**31 - 1  # claims of a run with only a time budget
 
 
 def make_sampler(job: Job, index: int) -> Any:
+    """The study's sampler for task `index`. Each task gets its own seed (--seed + index): with
+    one seed, every task would propose the same first points. QMC is the exception: its tasks
+    share one scrambled sequence (one seed) and take distinct points of it."""
+    import zlib
+
     import optuna
 
-    seed = job.study.sampler_seed
-    # Each task gets its own seed: with one seed, every task would propose the same first points.
-    return optuna.samplers.TPESampler(seed=None if seed is None else seed + index, constant_liar=True)
+    settings = job.study
+    seed = None if settings.sampler_seed is None else settings.sampler_seed + index
+    samplers = optuna.samplers
+    if settings.sampler == "random":
+        return samplers.RandomSampler(seed=seed)
+    if settings.sampler == "cmaes":
+        return samplers.CmaEsSampler(seed=seed)
+    if settings.sampler == "gp":
+        return samplers.GPSampler(seed=seed)
+    if settings.sampler == "nsga2":
+        return samplers.NSGAIISampler(seed=seed)
+    if settings.sampler == "qmc":
+        shared = settings.sampler_seed if settings.sampler_seed is not None else zlib.crc32(settings.name.encode())
+        return samplers.QMCSampler(seed=shared, scramble=True)
+    return samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(name: str) -> Any:
@@ -65,26 +62,6 @@ def make_pruner(name: str) -> Any:
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
-
-
-def wrap_objective(fn: Any, host: str) -> Any:
-    """The static split (the seed's way, through study.optimize): store host and failure message."""
-    import optuna
-
-    def objective(trial: optuna.Trial) -> Any:
-        trial.set_user_attr("host", host)
-        try:
-            return fn(trial)
-        except optuna.TrialPruned:
-            raise
-        except (Exception, SystemExit) as exc:
-            message = f"{type(exc).__name__}: {exc}"[:2000]
-            trial.set_user_attr("fail_reason", message)
-            if isinstance(exc, SystemExit):  # would escape Optuna's catch and strand the trial
-                raise RuntimeError(message) from exc
-            raise
-
-    return objective
 
 
 class Heartbeat(threading.Thread):
@@ -108,155 +85,318 @@ class Heartbeat(threading.Thread):
         self.join(timeout=self.interval + 1)
 
 
-def run_one_trial(study: Any, objective: Any, host: str, heartbeat_interval: float, guard: OutageGuard) -> bool:
-    """Ask, evaluate and tell one trial. The study's storage waits out outages (runner.outage),
-    so an outage under the objective only pauses it. False: no trial was created (the storage
-    failed at creation); the caller gives its claim back."""
-    import optuna
-
-    storage, study_id = study._storage, study._study_id
-    try:
-        trial_id = take_waiting_trial(storage, study_id)
-        if trial_id is None:
-            trial_id = storage.create_new_trial(study_id)
-    except guard.errors as exc:
-        guard.wait("creating a trial", exc)
-        return False
-    guard.call(lambda: storage.record_heartbeat(trial_id), "first heartbeat")
-    beat = Heartbeat(storage, trial_id, heartbeat_interval)
-    beat.start()
-    try:
-        _evaluate(study, trial_id, objective, host, guard)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        # Another task took this trial for dead (its heartbeats lapsed in a storage outage longer
-        # than the grace period) and enqueued a retry with the claim: drop this evaluation.
-        pass
-    finally:
-        beat.stop()
-    return True
+def new_token() -> str:
+    """A claim's token: drawn once per claim, kept across the retries of its storage calls."""
+    return uuid.uuid4().hex
 
 
-def _evaluate(study: Any, trial_id: int, objective: Any, host: str, guard: OutageGuard) -> None:
-    """Evaluate the trial and tell its result. Whatever the objective raises fails the trial,
-    a database error of its own included; only the storage's own give-up (StorageOutage, after
-    the outage timeout) and a trial finished elsewhere end the evaluation otherwise."""
-    import optuna
+@dataclass
+class Outcome:
+    state: Any
+    values: list[float] | None
+    reason: str | None = None  # a FAIL's message (the trial's `fail_reason`)
+
+
+def resolve_outcome(study: Any, frozen: Any, result: Any, error: BaseException | None, pruned: bool) -> Outcome:
+    """What `study.tell` would store for the objective's result, with Optuna's own checks (one
+    value per direction, finite numbers); a pruned trial keeps its last intermediate value."""
+    from optuna.study._tell import _check_values_are_feasible
     from optuna.trial import TrialState
 
-    trial = optuna.Trial(study, trial_id)
-    trial.set_user_attr("host", host)
-    value, state = None, TrialState.COMPLETE
-    try:
-        value = objective(trial)
-    except optuna.TrialPruned:
-        state = TrialState.PRUNED
-    except (optuna.exceptions.UpdateFinishedTrialError, StorageOutage):
-        raise
-    except (Exception, SystemExit) as exc:
-        message = f"{type(exc).__name__}: {exc}"[:2000]
-        trial.set_user_attr("fail_reason", message)
-        state = TrialState.FAIL
-    if state == TrialState.COMPLETE:
-        study.tell(trial, value, skip_if_finished=True)
-    else:
-        study.tell(trial, state=state, skip_if_finished=True)
+    if pruned:
+        values = None
+        if frozen.last_step is not None and len(study.directions) == 1:
+            last = frozen.intermediate_values[frozen.last_step]
+            if _check_values_are_feasible(study, [last]) is None:
+                values = [float(last)]
+        return Outcome(TrialState.PRUNED, values)
+    if error is not None:
+        return Outcome(TrialState.FAIL, None, f"{type(error).__name__}: {error}"[:2000])
+    if result is None:
+        return Outcome(TrialState.FAIL, None, "the objective returned None")
+    values = list(result) if isinstance(result, (list, tuple)) else [result]
+    problem = _check_values_are_feasible(study, values)
+    if problem is not None:
+        return Outcome(TrialState.FAIL, None, problem[:2000])
+    return Outcome(TrialState.COMPLETE, [float(v) for v in values])
 
 
-def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
+@dataclass
+class TrialLoop:
+    """The claim / take / evaluate / finish loop of one task."""
+
+    job: Job
+    study: Any
+    ledger: Ledger
+    guard: OutageGuard
+    objective: Callable[[Any], Any]
+    host: str
+    deadline: float | None = None
+    share: int | None = None  # --split static: at most this many trials
+    callbacks: tuple[Callable[[Any, Any], None], ...] = ()  # the user's, after each trial
+    on_start: Callable[[int], None] = lambda trial_id: None
+    on_end: Callable[[int], None] = lambda trial_id: None
+    ran: int = 0
+    last_sweep: float = field(default=0.0)
+
+    @property
+    def settings(self) -> Any:
+        return self.job.study
+
+    def run(self) -> int:
+        # As in Study.optimize: objectives and callbacks may call study.stop().
+        self.study._thread_local.in_optimize_loop = True
+        self.study._stop_flag = False
+        try:
+            return self._run()
+        finally:
+            self.study._thread_local.in_optimize_loop = False
+
+    def _run(self) -> int:
+        while not self._out_of_time() and (self.share is None or self.ran < self.share):
+            self._maybe_sweep()
+            token = new_token()
+            if not self._claim(token):
+                if self._done():
+                    break
+                time.sleep(IDLE_POLL_SECONDS)
+                continue
+            trial_id = self._bind(token)
+            if trial_id is None:
+                continue
+            self.on_start(trial_id)
+            try:
+                finished = self._evaluate(token, trial_id)
+            finally:
+                self.on_end(trial_id)
+            self.ran += 1
+            if finished and self.callbacks:
+                frozen = self.guard.call(lambda: self.study._storage.get_trial(trial_id), "reading a trial")
+                for callback in self.callbacks:
+                    callback(self.study, frozen)
+            if self.study._stop_flag:  # the objective or a callback called study.stop()
+                break
+        return self.ran
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
+
+    def _maybe_sweep(self) -> None:
+        # A task that just came back from an outage lets the others' heartbeats resume first.
+        interval = self.settings.heartbeat_interval
+        recent_outage = self.guard.last_outage_end is not None and \
+            time.monotonic() - self.guard.last_outage_end < 2 * interval
+        if time.monotonic() - self.last_sweep >= interval and not recent_outage:
+            self.guard.call(lambda: self.ledger.sweep(self.settings.max_retry), "failing stale trials")
+            self.last_sweep = time.monotonic()
+
+    def _claim(self, token: str) -> bool:
+        if self.settings.n_trials is None:
+            limit = UNLIMITED
+        else:
+            trials = self.guard.call(lambda: self.study.get_trials(deepcopy=False), "polling")
+            limit = self.settings.n_trials - foreign_finished(trials)
+        return bool(self.guard.call(lambda: self.ledger.claim(token, limit, self.settings.grace_period),
+                                    "claiming a trial"))
+
+    def _done(self) -> bool:
+        """Out of claims: done unless trials of this runner still run (one may die and give its
+        claim back) or claims wait for their trial (in flight, or lost: the sweep returns them)."""
+        _, unbound = self.guard.call(self.ledger.state, "reading the budget")
+        _, running = self.guard.call(self.ledger.running, "polling")
+        return not running and not unbound
+
+    def _bind(self, token: str) -> int | None:
+        from optuna.trial import TrialState
+
+        storage, study_id = self.study._storage, self.study._study_id
+        waiting = self.guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False,
+                                                                 states=(TrialState.WAITING,)), "polling")
+        ids = [t._trial_id for t in sorted(waiting, key=lambda t: t.number)]
+        try:
+            trial_id = None
+            if ids:
+                trial_id = self.guard.call(lambda: self.ledger.take_waiting(token, ids), "taking a waiting trial")
+            if trial_id is None:
+                trial_id = self.guard.call(lambda: self.ledger.create_trial(token), "creating a trial")
+        except ClaimLost:
+            return None  # given back by a sweep while this task was cut off: claim again
+        # Optuna's cached storage learns of the trial (it serves the objective's writes).
+        self.guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "polling")
+        return int(trial_id)
+
+    def _evaluate(self, token: str, trial_id: int) -> bool:
+        """True: the trial was finished here (not dropped)."""
+        import optuna
+
+        study = self.study
+        try:
+            trial = optuna.Trial(study, trial_id)
+            trial.set_user_attr("host", self.host)
+            result, error, pruned = None, None, False
+            try:
+                result = self.objective(trial)
+            except optuna.TrialPruned:
+                pruned = True
+            except (optuna.exceptions.UpdateFinishedTrialError, StorageOutage):
+                raise
+            except (Exception, SystemExit) as exc:  # the objective's failure, whatever it is
+                error = exc
+            frozen = study._storage.get_trial(trial_id)
+            outcome = resolve_outcome(study, frozen, result, error, pruned)
+            if outcome.reason is not None:
+                trial.set_user_attr("fail_reason", outcome.reason)
+            try:
+                study.sampler.after_trial(study, frozen, outcome.state, outcome.values)
+            except Exception:  # noqa: BLE001 - a sampler's bookkeeping must not lose the result
+                pass
+            return bool(self.guard.call(lambda: self.ledger.finish(token, trial_id, outcome.state, outcome.values),
+                                        "telling a result"))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # A sweep took this trial for dead (its heartbeats lapsed in a storage outage longer
+            # than the grace period) and enqueued its retry: this evaluation is dropped.
+            return False
+
+
+@dataclass
+class TaskParts:
+    """What a task's trial loop works with, built in the process that runs the trials."""
+
+    job: Job
+    host: str
+    guard: OutageGuard
+    rdb: Any
+    storage: Any
+    study: Any
+    ledger: Ledger
+    objective: Callable[[Any], Any]
+    callbacks: tuple[Callable[[Any, Any], None], ...] = ()
+
+    def close(self) -> None:
+        self.ledger.dispose()
+        self.rdb.engine.dispose()
+
+
+def build_parts(job: Job, password: str | None, index: int) -> TaskParts:
     import warnings
 
     import optuna
-    from optuna.trial import TrialState
 
     from runner import objectives
-    from runner.budget import Budget, LeakWatch, counted_trials
-    from runner.objectives.xgboost_wine import REQUIRE_GPU_ENV
+    from runner.objectives.context import require_gpu
     from runner.storage import StorageTarget, open_rdb_storage
 
-    started = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    job = Job.from_json(job_json)
     if job.gpu:
-        os.environ[REQUIRE_GPU_ENV] = "1"
-    host = socket.gethostname()
+        require_gpu()
     settings = job.study
     target = StorageTarget(settings.storage, password)
-
-    fn = objectives.load(job.objective)
-    objective = fn
+    objective = objectives.load(job.objective)
+    callbacks = tuple(objectives.load(spec) for spec in job.callbacks)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
-    callback = ReleasingRetryCallback(settings.max_retry, None, guard)
-    rdb = open_rdb_storage(target, settings.heartbeat_interval, settings.grace_period, callback)
+    rdb = open_rdb_storage(target)
     storage = guarded_storage(optuna.storages.get_storage(rdb), guard)
     study = guard.call(lambda: optuna.load_study(
         study_name=settings.name, storage=storage,
         sampler=make_sampler(job, index), pruner=make_pruner(settings.pruner),
     ), "loading the study")
-    run = 0
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, rdb)
+    return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective, callbacks)
 
-    def out_of_time() -> bool:
-        return deadline is not None and time.time() >= deadline
 
-    if settings.split == "static":
-        from runner.config import static_shares
+def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
+    started = time.monotonic()
+    job = Job.from_json(job_json)
+    shares = job.extra.get("shares")
+    share = None if shares is None else int(shares[index])
+    if job.study.trial_timeout is not None:
+        result = _run_supervised(job, password, index, deadline, share)
+    else:
+        result = _run_here(job, password, index, deadline, share)
+    return {"index": index, "host": socket.gethostname(), "error": None, **result,
+            "seconds": round(time.monotonic() - started, 3)}
 
-        assert settings.n_trials is not None
-        share = static_shares(settings.n_trials, settings.n_jobs)[index]
-        timeout = None if deadline is None else max(0.0, deadline - time.time())
-        counter: list[int] = []
-        study.optimize(wrap_objective(fn, host), n_trials=share, timeout=timeout, catch=(Exception,), gc_after_trial=False,
-                       callbacks=[lambda _s, _t: counter.append(1)])
-        run = len(counter)
-        return {"index": index, "host": host, "trials": run, "error": None,
-                "seconds": round(time.monotonic() - started, 3)}
 
-    budget = None
-    if settings.n_trials is not None:
-        budget = Budget(target.connect_url(), target.engine_kwargs(), study._study_id)
-        callback.budget = budget
-    last_stale_check = 0.0
-    watch = LeakWatch(patience=float(settings.grace_period))
+def _run_here(job: Job, password: str | None, index: int, deadline: float | None,
+              share: int | None) -> dict[str, Any]:
+    """The trials in this process, heartbeats from a thread."""
+    parts = build_parts(job, password, index)
+    beats: dict[int, Heartbeat] = {}
 
-    def check_stale() -> None:
-        # Stale trials (their task died) are failed and re-enqueued, their claim handed back.
-        nonlocal last_stale_check
-        if time.monotonic() - last_stale_check >= settings.heartbeat_interval:
-            guard.call(lambda: fail_dead_trials(study, settings.grace_period, callback), "failing stale trials")
-            last_stale_check = time.monotonic()
+    def on_start(trial_id: int) -> None:
+        parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")
+        beats[trial_id] = Heartbeat(parts.rdb, trial_id, job.study.heartbeat_interval)
+        beats[trial_id].start()
+
+    def on_end(trial_id: int) -> None:
+        beat = beats.pop(trial_id, None)
+        if beat is not None:
+            beat.stop()
+
+    loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
+                     share=share, callbacks=parts.callbacks, on_start=on_start, on_end=on_end)
+    try:
+        return {"trials": loop.run()}
+    finally:
+        parts.close()
+
+
+def _run_supervised(job: Job, password: str | None, index: int, deadline: float | None,
+                    share: int | None) -> dict[str, Any]:
+    """The trials in a child process that a trial past --trial-timeout replaces (runner.supervisor);
+    heartbeats from here."""
+    from runner.storage import StorageTarget, open_rdb_storage
+    from runner.supervisor import child_done, supervise
+
+    settings = job.study
+    assert settings.trial_timeout is not None
+    target = StorageTarget(settings.storage, password)
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
+    rdb = open_rdb_storage(target)
+    study_id = guard.call(lambda: rdb.get_study_id_from_name(settings.name), "loading the study")
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study_id, rdb)
+
+    def child_main(conn: Any, share_left: int | None) -> None:
+        # Connections pooled in this (the parent's) memory belong to the parent: never use or close them.
+        rdb.engine.dispose(close=False)
+        ledger._engine.dispose(close=False)
+        try:
+            parts = build_parts(job, password, index)
+
+            def on_start(trial_id: int) -> None:
+                parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")
+                conn.send(("start", trial_id))
+
+            loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
+                             share=share_left, callbacks=parts.callbacks, on_start=on_start,
+                             on_end=lambda trial_id: conn.send(("end", trial_id)))
+            loop.run()
+            parts.close()
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the supervisor
+            child_done(conn, exc)
+            return
+        child_done(conn, None)
+
+    def fail_trial(trial_id: int, reason: str) -> None:
+        # A FAIL that counts (its claim kept): run again, it would hang or crash again.
+        guard.call(lambda: ledger.fail(trial_id, reason, max_retry=None), "failing a trial")
 
     try:
-        while not out_of_time():
-            check_stale()
-            if budget is not None:
-                claimed = guard.call(lambda: budget.claim(settings.n_trials), "claiming a trial")
-                if not claimed:
-                    # Out of claims. Trials still running elsewhere may go stale (a dead executor)
-                    # and give their claim back: wait for them rather than leave early. WAITING
-                    # trials hold no claim (runner.budget): left over, they wait for a next run.
-                    running = guard.call(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), "polling")
-                    if running:
-                        watch.reset()
-                    else:
-                        # Nothing running: done, unless claims were lost by a task that died
-                        # between claiming and creating its trial (runner.budget.LeakWatch).
-                        seen, changes = guard.call(budget.state, "reading the budget")
-                        trials = guard.call(lambda: study.get_trials(deepcopy=False), "polling")
-                        counted = counted_trials(trials)
-                        verdict = watch.observe(seen, changes, counted, time.monotonic())
-                        if verdict == "done":
-                            break
-                        if verdict == "repair":
-                            guard.call(lambda: budget.set_if_unchanged(changes, counted), "repairing the budget")
-                            continue
-                    time.sleep(IDLE_POLL_SECONDS)
-                    continue
-            if run_one_trial(study, objective, host, settings.heartbeat_interval, guard):
-                run += 1
-            elif budget is not None:
-                guard.call(budget.release, "giving a claim back")
+        seen = supervise(child_main, trial_timeout=settings.trial_timeout,
+                         heartbeat_interval=settings.heartbeat_interval, record_heartbeat=rdb.record_heartbeat,
+                         fail_trial=fail_trial, share=share)
     finally:
-        if budget is not None:
-            budget.dispose()
-    return {"index": index, "host": host, "trials": run, "error": None,
-            "seconds": round(time.monotonic() - started, 3)}
+        ledger.dispose()
+        rdb.engine.dispose()
+    if seen.error is not None:
+        raise TaskFailed(seen.error, seen.traceback or "")
+    return {"trials": seen.started, "timed_out": len(seen.timed_out), "died": len(seen.died)}
+
+
+class TaskFailed(RuntimeError):
+    """The trial process reported an error (its traceback is the child's)."""
+
+    def __init__(self, message: str, child_traceback: str) -> None:
+        super().__init__(message)
+        self.child_traceback = child_traceback

@@ -18,13 +18,16 @@ BUILTINS: dict[str, str] = {
 }
 
 
-def resolve(spec: str, cwd: Path | None = None) -> ObjectiveSpec:
-    """Turn `--objective` into an ObjectiveSpec; user code is imported once here to check it."""
-    if spec in BUILTINS:
+def resolve(spec: str, cwd: Path | None = None, what: str = "objective") -> ObjectiveSpec:
+    """Turn `--objective` (or a `--callback`) into an ObjectiveSpec; user code is imported once
+    here to check it."""
+    if what == "objective" and spec in BUILTINS:
         module, function = BUILTINS[spec].split(":")
         return ObjectiveSpec(name=spec, module=module, function=function)
     target, sep, function = spec.rpartition(":")
     if not sep or not target or not function.isidentifier():
+        if what != "objective":
+            raise ConfigError(f"{what} {spec!r} must be module:function or path/to/file.py:function")
         raise ConfigError(
             f"unknown objective {spec!r}: use one of {', '.join(sorted(BUILTINS))} "
             "or module:function / path/to/file.py:function"
@@ -33,11 +36,11 @@ def resolve(spec: str, cwd: Path | None = None) -> ObjectiveSpec:
     if target.endswith(".py"):
         path = (base / target).resolve()
         if not path.is_file():
-            raise ConfigError(f"objective file {target} does not exist")
+            raise ConfigError(f"{what} file {target} does not exist")
         module = path.stem
         if not module.isidentifier():
-            raise ConfigError(f"objective file name {path.name!r} is not a valid module name")
-        mod = _import_file(module, path)
+            raise ConfigError(f"{what} file name {path.name!r} is not a valid module name")
+        mod = _import_file(module, path, what)
         ship: str | None = str(path)
     else:
         if str(base) not in sys.path:
@@ -45,14 +48,14 @@ def resolve(spec: str, cwd: Path | None = None) -> ObjectiveSpec:
         try:
             mod = importlib.import_module(target)
         except Exception as exc:  # user code: any error means "cannot use it"
-            raise ConfigError(f"cannot import objective module {target!r}: {type(exc).__name__}: {exc}") from None
+            raise ConfigError(f"cannot import {what} module {target!r}: {type(exc).__name__}: {exc}") from None
         module = target
         origin = getattr(mod, "__file__", None)
         # A module of the user's own tree is shipped; an installed one must exist on the nodes.
         ship = origin if origin and Path(origin).name != "__init__.py" and _is_under(Path(origin), base) else None
     fn = getattr(mod, function, None)
     if not callable(fn):
-        raise ConfigError(f"objective {spec!r}: {module} has no callable {function!r}")
+        raise ConfigError(f"{what} {spec!r}: {module} has no callable {function!r}")
     return ObjectiveSpec(name=spec, module=module, function=function, ship_file=ship)
 
 
@@ -64,15 +67,15 @@ def _is_under(path: Path, base: Path) -> bool:
         return False
 
 
-def _import_file(module: str, path: Path) -> Any:
+def _import_file(module: str, path: Path, what: str = "objective") -> Any:
     loader_spec = importlib.util.spec_from_file_location(module, path)
     if loader_spec is None or loader_spec.loader is None:
-        raise ConfigError(f"cannot load objective file {path}")
+        raise ConfigError(f"cannot load {what} file {path}")
     mod = importlib.util.module_from_spec(loader_spec)
     try:
         loader_spec.loader.exec_module(mod)
     except Exception as exc:
-        raise ConfigError(f"cannot import objective file {path.name}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"cannot import {what} file {path.name}: {type(exc).__name__}: {exc}") from None
     return mod
 
 

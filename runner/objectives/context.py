@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import socket
+
+# Set in a task's process when the job asks for GPUs (--gpu): an objective that can use a GPU
+# must then get one, not fall back to the CPU quietly. Generic: any objective may read it.
+REQUIRE_GPU_ENV = "OPTUNA_SPARK_REQUIRE_GPU"
+
+
+def require_gpu() -> None:
+    os.environ[REQUIRE_GPU_ENV] = "1"
+
+
+def gpu_required() -> bool:
+    return os.environ.get(REQUIRE_GPU_ENV) == "1"
 
 
 def task_gpu_address() -> str | None:

@@ -103,11 +103,16 @@ def test_password_from_the_environment_stays_out_of_spark_submits_environment(ma
 
 
 def test_a_database_restart_mid_study_loses_nothing(mariadb, password_file: Path, tmp_path: Path) -> None:
-    """MariaDB is stopped for a few seconds while trials run: tasks wait it out, the study ends
-    with exactly its budget, every trial COMPLETE, none left RUNNING."""
+    """MariaDB is stopped for 15 s (as on the lab) while objectives report intermediate values
+    every 0.1 s: tasks wait it out, the study ends with exactly its budget, every trial COMPLETE
+    with all its reports, none left RUNNING."""
     url_with_pw = f"mysql+pymysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/optuna"
+    (tmp_path / "reporting.py").write_text(
+        "import time\n\ndef objective(trial):\n    x = trial.suggest_float('x', -10, 10)\n"
+        "    for step in range(5):\n        trial.report(x * x + step, step)\n        time.sleep(0.1)\n"
+        "    return x * x\n")
     args = [str(Path(sys.executable).parent / "optuna-spark"), "tune", "--study", "restart",
-            "--objective", "sleep", "--n-trials", "40", "--n-jobs", "2", "--storage", mariadb.url(),
+            "--objective", "reporting:objective", "--n-trials", "40", "--n-jobs", "2", "--storage", mariadb.url(),
             "--password-file", str(password_file), "--output", "json"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -122,7 +127,7 @@ def test_a_database_restart_mid_study_loses_nothing(mariadb, password_file: Path
             pass
     mariadb.stop()
     assert 8 <= before < 40, "the restart must fall in the middle of the study"
-    time.sleep(4)
+    time.sleep(15)
     mariadb.start()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
@@ -130,4 +135,5 @@ def test_a_database_restart_mid_study_loses_nothing(mariadb, password_file: Path
     trials = optuna.load_study(study_name="restart", storage=url_with_pw).trials
     assert summary["finished"] == 40
     assert [t.state.name for t in trials].count("COMPLETE") == 40
+    assert all(len(t.intermediate_values) == 5 for t in trials)
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]

@@ -186,8 +186,9 @@ def test_a_stopped_run_removes_its_private_files_and_its_children(tmp_path: Path
                             text=True)
     db = tmp_path / "work" / "optuna.db"
     children: list[int] = []
-    for _ in range(600):
+    for _ in range(1500):  # a busy machine may take a while to start Spark
         time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
         if db.exists() and list((tmp_path / "work" / "runs").glob("*/private/spark-conf")):
             try:
                 if optuna.load_study(study_name="stop", storage=f"sqlite:///{db}").trials:

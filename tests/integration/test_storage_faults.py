@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from faultproxy import FaultProxy
-from runner.budget import finished_trials
+from runner.ledger import finished_trials
 
 pytestmark = [pytest.mark.spark, pytest.mark.mysql]
 
@@ -43,6 +43,15 @@ def proxy(mariadb):
 
 def direct(mariadb) -> str:
     return f"mysql+pymysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/optuna"
+
+
+def distinct_rows(mariadb, study: str) -> tuple[int, int]:
+    """(trial rows, distinct trial numbers) of a study, read with SQL: Optuna's cached storage
+    keys trials by number and would hide a duplicate."""
+    out = mariadb.sql("SELECT COUNT(*), COUNT(DISTINCT number) FROM optuna.trials JOIN optuna.studies "
+                      f"USING (study_id) WHERE study_name = '{study}'")
+    rows, numbers = out.split()
+    return int(rows), int(numbers)
 
 
 def tune(tmp_path: Path, proxy: FaultProxy, mariadb, study: str, *extra: str) -> subprocess.Popen:
@@ -77,7 +86,7 @@ def test_an_outage_while_objectives_report_is_waited_out(proxy, mariadb, tmp_pat
     assert proxy.outage_cuts > 0 and before < 24
     trials = optuna.load_study(study_name="outage", storage=direct(mariadb)).trials
     assert json.loads(out)["finished"] == 24 == len(trials) == finished_trials(trials)
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 24
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 24 and distinct_rows(mariadb, "outage") == (24, 24)
     assert all(len(t.intermediate_values) == 10 for t in trials)
 
 
@@ -99,3 +108,25 @@ def test_an_outage_longer_than_the_timeout_fails_in_one_line_and_the_next_run_fi
     trials = optuna.load_study(study_name="long-outage", storage=direct(mariadb)).trials
     assert json.loads(out)["finished"] == 24 == finished_trials(trials)
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+
+
+def test_lost_commit_acknowledgements_count_nothing_twice(proxy, mariadb, tmp_path: Path) -> None:
+    """Every 4th COMMIT of the run is applied by the server but its answer is cut: claims,
+    trial creations, releases, tells and the objective's own writes are all retried without
+    knowing whether they happened. The study must still end at exactly its budget, with no
+    orphan RUNNING trial, and the claim counter must match the claims."""
+    proc = tune(tmp_path, proxy, mariadb, "lost-ack", "--n-trials", "30")
+    wait_for_trials(mariadb, "lost-ack", 2, proc)
+    proxy.cut_after_commit(4)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    assert proxy.cuts >= 10, f"only {proxy.cuts} acknowledgements were dropped"
+    trials = optuna.load_study(study_name="lost-ack", storage=direct(mariadb)).trials
+    assert json.loads(out)["finished"] == 30 == finished_trials(trials)
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    rows, numbers = distinct_rows(mariadb, "lost-ack")
+    assert rows == numbers == len(trials)
+    study_id = mariadb.sql("SELECT study_id FROM optuna.studies WHERE study_name = 'lost-ack'").strip()
+    counter = mariadb.sql(f"SELECT claimed FROM optuna.optuna_spark_budget WHERE study_id = {study_id}").strip()
+    rows = mariadb.sql(f"SELECT COUNT(*) FROM optuna.optuna_spark_claims WHERE study_id = {study_id}").strip()
+    assert counter == rows == "30"

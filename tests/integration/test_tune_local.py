@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from runner.budget import finished_trials
+from runner.ledger import finished_trials
 
 pytestmark = pytest.mark.spark
 
@@ -72,11 +72,19 @@ def test_text_output_streams_progress_and_prints_the_best_value(run_cli) -> None
     assert "Spark 4" in proc.stderr and "finished ·" in proc.stderr
 
 
-def test_static_split_is_the_seeds_fixed_share(run_cli, tmp_path: Path) -> None:
-    s = summary_of(run_cli("tune", "--study", "st", "--split", "static", "--n-trials", "10", "--n-jobs", "2",
-                           "--output", "json"))
+def test_static_split_is_the_seeds_fixed_share_and_resumes_like_the_shared_one(run_cli, tmp_path: Path) -> None:
+    def run(n: int) -> dict:
+        return summary_of(run_cli("tune", "--study", "st", "--split", "static", "--n-trials", str(n),
+                                  "--n-jobs", "2", "--output", "json"))
+
+    s = run(10)
     assert sorted(t["trials"] for t in s["tasks"]) == [5, 5]
     assert len(load(tmp_path, "st").trials) == 10
+    s = run(10)  # the same command again: the budget is spent, nothing runs ("finished 10 of 10")
+    assert s["finished"] == 10 and [t["trials"] for t in s["tasks"]] == [0, 0]
+    s = run(15)  # a larger budget: the 5 left, in fixed shares
+    assert s["finished"] == 15 == len(load(tmp_path, "st").trials)
+    assert sorted(t["trials"] for t in s["tasks"]) == [2, 3]
 
 
 def test_timeout_budget(run_cli, tmp_path: Path) -> None:
@@ -134,9 +142,9 @@ def test_user_objective_as_module_function(run_cli, tmp_path: Path) -> None:
 
 
 def test_a_claim_lost_mid_run_is_given_back_in_the_same_run(run_cli, tmp_path: Path) -> None:
-    """A task that dies between claiming a slot and creating its trial leaves a claim with no
-    trial; the run must still end at its budget. The objective simulates that loss once (it takes
-    a claim straight from the budget table), as a killed executor would."""
+    """A task that dies between claiming a slot and binding its trial leaves a claim with no
+    trial; the run must still end at its budget. The objective leaves such a claim once (a claim
+    row and the counter, as runner.ledger.claim writes them), as a killed executor would."""
     db = tmp_path / "work" / "optuna.db"
     (tmp_path / "leak.py").write_text(
         "import sqlite3\n"
@@ -144,11 +152,16 @@ def test_a_claim_lost_mid_run_is_given_back_in_the_same_run(run_cli, tmp_path: P
         "    if trial.number == 2:\n"
         f"        with sqlite3.connect({str(db)!r}, timeout=60) as c:\n"
         "            c.execute('UPDATE optuna_spark_budget SET claimed = claimed + 1')\n"
+        "            c.execute(\"INSERT INTO optuna_spark_claims (token, study_id, grace, claimed_at) \"\n"
+        "                      \"VALUES ('lost', 1, 3, CURRENT_TIMESTAMP)\")\n"
         "    return trial.suggest_float('x', 0, 1)\n")
     s = summary_of(run_cli("tune", "--study", "leak", "--objective", "leak:f", "--n-trials", "8", "--n-jobs", "2",
                            "--grace-period", "3", "--heartbeat-interval", "1", "--output", "json"))
     trials = load(tmp_path, "leak").trials
     assert s["finished"] == 8 == len(trials) == finished_trials(trials)
+    import sqlite3
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM optuna_spark_claims WHERE token = 'lost'").fetchone() == (0,)
 
 
 def test_two_runs_of_one_study_at_once_share_its_budget(tmp_path: Path) -> None:
@@ -170,7 +183,7 @@ def test_two_runs_of_one_study_at_once_share_its_budget(tmp_path: Path) -> None:
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "this run shares its budget counter" in second.stderr
+    assert "this run shares its budget" in second.stderr
     trials = load(tmp_path, "two").trials
     assert len(trials) == 80 == finished_trials(trials)
     ran = json.loads(out)["tasks"] + json.loads(second.stdout)["tasks"]
@@ -219,3 +232,31 @@ def test_killed_submit_resumes_to_exactly_its_budget(tmp_path: Path) -> None:
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
     # The sleep objective never fails: every FAIL is a stale trial of the killed run, retried.
     assert s["states"].get("FAIL", 0) == s["retried_stale"]
+
+
+def test_the_runs_files_are_private(run_cli, tmp_path: Path) -> None:
+    """The SQLite file (one an earlier version left readable included), the run's directory, job
+    file and log are this user's only."""
+    import stat
+
+    work = tmp_path / "work"
+    work.mkdir()
+    optuna.create_study(study_name="old", storage=f"sqlite:///{work / 'optuna.db'}")
+    (work / "optuna.db").chmod(0o644)
+    summary_of(run_cli("tune", "--study", "private", "--n-trials", "4", "--output", "json"))
+    run_dir = next((work / "runs").iterdir())
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(work / "optuna.db") == 0o600
+    assert mode(work / "runs") == mode(run_dir) == 0o700
+    assert mode(run_dir / "job.json") == mode(run_dir / "spark.log") == 0o600
+    for extra in ("optuna.db-wal", "optuna.db-shm"):
+        if (work / extra).exists():
+            assert mode(work / extra) == 0o600
+
+
+def test_a_study_whose_trials_all_prune_is_a_successful_run(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "prunes.py").write_text("import optuna\n\ndef objective(trial):\n"
+                                        "    trial.report(1.0, 0)\n    raise optuna.TrialPruned()\n")
+    proc = run_cli("tune", "--study", "pruned", "--objective", "prunes:objective", "--n-trials", "4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "states     PRUNED 4" in proc.stdout and "best value none" in proc.stdout

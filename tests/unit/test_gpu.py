@@ -6,27 +6,34 @@ from __future__ import annotations
 import pytest
 from pyspark.resource import ResourceInformation
 
-from runner.cli import build_parser, spark_settings
+from runner.cli import build_parser
+from runner.config import build_settings
 from runner.objectives import context
 from runner.submit import build_submit_command
 
 
-def test_cli_gpu_flag_sets_one_gpu_per_executor_and_task() -> None:
-    args = build_parser().parse_args(["tune", "--objective", "xgboost-wine", "--gpu",
-                                      "--gpu-discovery-script", "/opt/spark/bin/getGpusResources.sh",
-                                      "--master", "spark://driver:7077"])
-    spark = spark_settings(args, {})
-    spark.validate()
+def settings_of(argv: list[str], tmp_path, config: str | None = None):
+    env = {}
+    if config is not None:
+        (tmp_path / "runner.toml").write_text(config)
+        env["OPTUNA_SPARK_CONFIG"] = str(tmp_path / "runner.toml")
+    args = build_parser().parse_args(argv)
+    return build_settings(args.command, vars(args), env, cwd=tmp_path)
+
+
+def test_cli_gpu_flag_sets_one_gpu_per_executor_and_task(tmp_path) -> None:
+    spark = settings_of(["tune", "--objective", "xgboost-wine", "--gpu",
+                         "--gpu-discovery-script", "/opt/spark/bin/getGpusResources.sh",
+                         "--master", "spark://driver:7077"], tmp_path).spark
     argv = build_submit_command(spark, [], default_python="py").argv
     assert "spark.executor.resource.gpu.amount=1" in argv
     assert "spark.task.resource.gpu.amount=1" in argv
     assert "spark.executor.resource.gpu.discoveryScript=/opt/spark/bin/getGpusResources.sh" in argv
 
 
-def test_gpu_from_the_runner_config_file() -> None:
-    args = build_parser().parse_args(["tune"])
-    assert spark_settings(args, {"gpu": True}).gpu is True
-    assert spark_settings(args, {}).gpu is False
+def test_gpu_from_the_runner_config_file(tmp_path) -> None:
+    assert settings_of(["tune"], tmp_path, "gpu = true\n").spark.gpu is True
+    assert settings_of(["tune"], tmp_path, "").spark.gpu is False
 
 
 def test_outside_a_spark_task_xgboost_runs_on_cpu() -> None:

@@ -11,7 +11,6 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
 from runner.outage import REACHABLE_RETRIES, OutageGuard, StorageOutage, guarded_storage
-from runner.task import run_one_trial
 
 
 class Clock:
@@ -61,7 +60,7 @@ def test_an_error_while_the_database_answers_is_retried_a_few_times_then_raised(
 
     def fn() -> None:
         calls.append(1)
-        raise down("Data too long for column")
+        raise OperationalError("INSERT", {}, Exception(1406, "Data too long for column"))
 
     guard = OutageGuard(lambda: True, timeout=60, clock=lambda: clock.now, sleep=clock.sleep)
     with pytest.raises(OperationalError):
@@ -78,15 +77,48 @@ def test_other_errors_pass_through_untouched() -> None:
 def test_the_objectives_own_database_error_fails_the_trial_and_is_no_outage(tmp_path: Path) -> None:
     """The database is 'down' for the guard the whole time: had the objective's error been taken
     for an outage, the guard would give up (StorageOutage) instead of failing the trial."""
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    from runner.config import Job, ObjectiveSpec, StudySettings
+    from runner.ledger import Ledger
+    from runner.task import TrialLoop
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    rdb = optuna.storages.RDBStorage(url)
     guard = OutageGuard(lambda: False, timeout=0.01)
-    study = optuna.create_study(study_name="s", storage=guarded_storage(optuna.storages.get_storage(storage), guard))
+    study = optuna.create_study(study_name="s", storage=guarded_storage(optuna.storages.get_storage(rdb), guard))
+    ledger = Ledger(url, {}, study._study_id, rdb)
+    ledger.create()
+    ledger.reconcile()
 
     def objective(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0, 1)
         raise down("the user's own database is down")
 
-    assert run_one_trial(study, objective, "h", heartbeat_interval=1, guard=guard)
+    job = Job(study=StudySettings(name="s", storage=url, n_trials=1), objective=ObjectiveSpec("o", "m", "f"))
+    assert TrialLoop(job, study, ledger, guard, objective, "h").run() == 1
     (t,) = study.get_trials()
     assert t.state == TrialState.FAIL
     assert t.user_attrs["fail_reason"].startswith("OperationalError: (builtins.Exception) (2013, \"the user's own")
+
+
+def test_a_broken_connection_is_retried_as_long_as_an_outage_may_last() -> None:
+    """A lost commit acknowledgement, again and again, while the database answers: not the call's
+    own error, so not limited to a few tries; only to the outage timeout."""
+    import optuna
+
+    clock = Clock()
+    calls = []
+
+    def fn() -> str:
+        calls.append(1)
+        if len(calls) <= 10:
+            try:
+                raise down("Lost connection to MySQL server during query")
+            except OperationalError as exc:  # as Optuna wraps it
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+        return "ok"
+
+    guard = OutageGuard(lambda: True, timeout=60, clock=lambda: clock.now, sleep=clock.sleep)
+    assert guard.call(fn, "x") == "ok" and len(calls) == 11
+    forever = OutageGuard(lambda: True, timeout=1, clock=lambda: clock.now, sleep=clock.sleep)
+    with pytest.raises(StorageOutage, match="storage connections kept breaking for 1 s"):
+        forever.call(lambda: (_ for _ in ()).throw(down()), "x")

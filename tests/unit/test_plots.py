@@ -52,3 +52,17 @@ def test_timeline_spans_per_host_running_trials_end_now_waiting_ones_are_left_ou
     assert [(s["host"], s["number"]) for s in spans] == [(UNKNOWN_HOST, 4), ("worker1", 2), ("worker2", 1)]
     assert spans[1]["end"] == now and spans[1]["state"] == "RUNNING"
 
+
+
+def test_overlapping_trials_of_one_host_go_to_separate_lanes() -> None:
+    """Two tasks on one host: their trials overlap in time and would hide each other on one row."""
+    from runner.plots import timeline_rows
+
+    trials = [trial(0, TrialState.COMPLETE, 1.0, start=0, end=4), trial(1, TrialState.COMPLETE, 1.0, start=1, end=2),
+              trial(2, TrialState.COMPLETE, 1.0, start=2, end=3), trial(3, TrialState.COMPLETE, 1.0, start=2.5, end=5),
+              trial(4, TrialState.COMPLETE, 1.0, host="worker2", start=0, end=9)]
+    spans = timeline_spans(trials)
+    lanes = {s["number"]: (s["lane"], s["row"]) for s in spans}
+    assert lanes == {0: (0, "worker1 #1"), 1: (1, "worker1 #2"), 2: (1, "worker1 #2"), 3: (2, "worker1 #3"),
+                     4: (0, "worker2")}
+    assert timeline_rows(spans) == ["worker1 #1", "worker1 #2", "worker1 #3", "worker2"]

@@ -96,3 +96,20 @@ def test_no_conf_dir_gives_defaults_with_only_the_secret(tmp_path: Path) -> None
         conf = private.spark_conf_dir(None, "k")
         assert [p.name for p in conf.iterdir()] == ["spark-defaults.conf"]
         assert os.access(conf / "spark-defaults.conf", os.R_OK)
+
+
+def test_private_dirs_of_runs_whose_process_is_gone_are_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    from runner.private import remove_stale_private_dirs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    runs = tmp_path / "runs"
+    for name in (f"s-20261129-101010-{gone.pid}", f"s-20261129-101011-{os.getpid()}", "not-a-run"):
+        (runs / name / "private").mkdir(parents=True)
+    (runs / f"s-20261129-101012-{os.getppid()}" / "private").mkdir(parents=True)
+    removed = remove_stale_private_dirs(runs)
+    assert removed == [runs / f"s-20261129-101010-{gone.pid}" / "private"]
+    assert sorted(p.parent.name for p in runs.glob("*/private")) == sorted(
+        ["not-a-run", f"s-20261129-101011-{os.getpid()}", f"s-20261129-101012-{os.getppid()}"])

@@ -11,7 +11,7 @@ from runner.storage import (StorageTarget, describe_db_error, read_password_file
 
 
 @pytest.mark.parametrize("url", ["sqlite:///work/optuna.db", "mysql://optuna_user@driver/optuna",
-                                 "mysql+pymysql://u@10.0.0.1:3307/optuna", "postgresql://u@h/db"])
+                                 "mysql+pymysql://u@10.0.0.1:3307/optuna"])
 def test_valid_urls(url: str) -> None:
     assert validate_url(url) == url
 
@@ -23,6 +23,8 @@ def test_valid_urls(url: str) -> None:
     ("sqlite://", "needs a file path"),
     ("sqlite:///:memory:", "needs a file path"),
     ("mysql://u@/optuna", "needs a host"),
+    ("mysql+nosuchdriver://u@h/optuna", "unknown database driver in 'mysql\\+nosuchdriver'"),
+    ("postgresql://u@h/db", "the database driver of 'postgresql' is not installed"),
 ])
 def test_invalid_urls(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
@@ -141,3 +143,17 @@ def test_tls_errors_are_named() -> None:
     assert line.startswith("storage at 10.0.0.1:3306: TLS certificate verification failed (IP address mismatch, "
                            "certificate is not valid for '10.0.0.1'.)")
     assert "/ca.pem" in line
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("TLS/SSL error: Validation of SSL server certificate failed", "Validation of SSL server certificate failed"),
+    ("TLS/SSL error: self-signed certificate in certificate chain", "self-signed certificate in certificate chain"),
+])
+def test_mysqlclient_tls_errors_are_named(message: str, reason: str) -> None:
+    """The messages mysqlclient 2.3.2 on MariaDB Connector/C 3.3 gave here (by hand: mysqlclient
+    is not in the lock)."""
+    class Wrapped(Exception):
+        orig = Exception(2026, message)
+
+    line = describe_db_error(Wrapped(), StorageTarget("mysql+mysqldb://u@h/optuna?ssl_ca=/ca.pem"))
+    assert line.startswith(f"storage at h:3306: TLS certificate verification failed ({reason})")

@@ -1,48 +1,120 @@
-"""One trial's life in a task (runner.task.run_one_trial) on a real SQLite storage."""
+"""A task's trial loop (runner.task.TrialLoop) on a real SQLite storage, several loops at once."""
 
 from __future__ import annotations
 
+import math
+import threading
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from runner.outage import OutageGuard
-from runner.task import ReleasingRetryCallback, run_one_trial
-from runner.trials import transition
+from runner.config import Job, ObjectiveSpec, StudySettings
+from runner.ledger import Ledger, finished_trials
+from runner.outage import OutageGuard, guarded_storage
+from runner.task import TrialLoop, resolve_outcome
+
+KW = {"connect_args": {"timeout": 60}}
 
 
-def make_study(tmp_path: Path) -> optuna.Study:
-    callback = ReleasingRetryCallback(max_retry=2, budget=None)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1,
-                                         grace_period=2, heartbeat_stale_trial_callback=callback)
-    return optuna.create_study(study_name="s", storage=storage)
+def job(tmp_path: Path, **kw: Any) -> Job:
+    settings = {"name": "s", "storage": f"sqlite:///{tmp_path / 's.db'}", "n_trials": 12, "n_jobs": 3,
+                "heartbeat_interval": 1, "grace_period": 2, **kw}
+    return Job(study=StudySettings(**settings), objective=ObjectiveSpec("q", "m", "f"))
 
 
-def test_a_failing_objective_is_a_fail_trial_with_its_message(tmp_path: Path) -> None:
-    study = make_study(tmp_path)
+def loop(tmp_path: Path, the_job: Job, objective: Any, directions: list[str] | None = None) -> TrialLoop:
+    url = the_job.study.storage
+    rdb = optuna.storages.RDBStorage(url, engine_kwargs=KW)
+    guard = OutageGuard(lambda: True, 5)
+    study = optuna.create_study(study_name="s", storage=guarded_storage(optuna.storages.get_storage(rdb), guard),
+                                directions=directions or ["minimize"], load_if_exists=True)
+    ledger = Ledger(url, KW, study._study_id, rdb)
+    ledger.create()
+    ledger.ensure()
+    return TrialLoop(the_job, study, ledger, guard, objective, "h")
 
-    def objective(trial: optuna.Trial) -> float:
-        trial.suggest_float("x", 0, 1)
-        raise ValueError("bad x")
 
-    assert run_one_trial(study, objective, "h", heartbeat_interval=1, guard=OutageGuard(lambda: True, 5))
-    (t,) = study.get_trials()
-    assert t.state == TrialState.FAIL and t.user_attrs == {"host": "h", "fail_reason": "ValueError: bad x"}
+def test_loops_at_once_end_at_exactly_the_budget(tmp_path: Path) -> None:
+    the_job = job(tmp_path)
+    loop(tmp_path, the_job, None).ledger.reconcile()
+    loops = [loop(tmp_path, the_job, lambda t: t.suggest_float("x", 0, 1)) for _ in range(3)]
+    threads = [threading.Thread(target=lp.run) for lp in loops]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    trials = optuna.load_study(study_name="s", storage=the_job.study.storage).trials
+    assert sum(lp.ran for lp in loops) == 12 == len(trials) == finished_trials(trials)
+    assert {t.user_attrs["host"] for t in trials} == {"h"}
+
+
+def test_the_objectives_failures_are_fail_trials_with_their_message(tmp_path: Path) -> None:
+    def objective(trial: optuna.Trial) -> Any:
+        n = trial.number
+        if n == 0:
+            raise ValueError("bad x")
+        if n == 1:
+            raise SystemExit(3)
+        if n == 2:
+            return float("nan")
+        return None
+
+    lp = loop(tmp_path, job(tmp_path, n_trials=4), objective)
+    lp.ledger.reconcile()
+    assert lp.run() == 4
+    trials = lp.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 4
+    assert [t.user_attrs["fail_reason"][:21] for t in trials] == [
+        "ValueError: bad x", "SystemExit: 3", "The value nan is not ", "the objective returne"]
 
 
 def test_a_trial_taken_for_dead_while_it_runs_is_dropped_not_a_crash(tmp_path: Path) -> None:
-    """Its heartbeats lapsed (a storage outage longer than the grace period), another task failed
-    it and enqueued the retry: the evaluation ends quietly and the retry is left to run."""
-    study = make_study(tmp_path)
-    callback = ReleasingRetryCallback(max_retry=2, budget=None)
+    """Its heartbeats lapsed (a storage outage longer than the grace period), a sweep failed it
+    and enqueued the retry: the evaluation ends quietly and the retry runs next."""
+    holder: list[TrialLoop] = []
 
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 0, 1)
-        assert transition(study._storage, trial._trial_id, TrialState.RUNNING, TrialState.FAIL)
-        callback(study, study._storage.get_trial(trial._trial_id))
-        return trial.suggest_float("y", 0, 1) + x  # writes to a finished trial
+        if trial.number == 0:
+            assert holder[0].ledger.fail(trial._trial_id, "stale", 2)
+            return trial.suggest_float("y", 0, 1) + x  # writes to a finished trial
+        return x
 
-    assert run_one_trial(study, objective, "h", heartbeat_interval=1, guard=OutageGuard(lambda: True, 5))
-    states = [t.state for t in study.get_trials()]
-    assert states == [TrialState.FAIL, TrialState.WAITING]
+    lp = loop(tmp_path, job(tmp_path, n_trials=2), objective)
+    holder.append(lp)
+    lp.ledger.reconcile()
+    lp.run()
+    assert [t.state for t in lp.study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_outcomes_follow_optunas_tell() -> None:
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    trial = study.ask()
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert resolve_outcome(study, frozen, (1, 2.5), None, False).values == [1.0, 2.5]
+    assert resolve_outcome(study, frozen, 1.0, None, False).state == TrialState.FAIL  # one value for two
+    single = optuna.create_study()
+    t = single.ask()
+    t.report(0.5, 3)
+    pruned = resolve_outcome(single, single._storage.get_trial(t._trial_id), None, None, True)
+    assert pruned.state == TrialState.PRUNED and pruned.values == [0.5]
+    assert math.isinf(resolve_outcome(single, single._storage.get_trial(t._trial_id), math.inf, None, False).values[0])
+
+
+def test_each_sampler_and_its_seed_per_task(tmp_path: Path) -> None:
+    from runner.task import make_sampler
+
+    expected = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
+                "nsga2": "NSGAIISampler", "qmc": "QMCSampler"}
+    for name, cls in expected.items():
+        sampler = make_sampler(job(tmp_path, sampler=name, sampler_seed=10), 3)
+        assert type(sampler).__name__ == cls
+    first, second = (make_sampler(job(tmp_path, sampler="random", sampler_seed=10), i) for i in (0, 1))
+    assert first._rng.rng.random() != second._rng.rng.random()   # seeds 10 and 11
+    again = make_sampler(job(tmp_path, sampler="random", sampler_seed=10), 0)
+    assert make_sampler(job(tmp_path, sampler="random", sampler_seed=10), 0)._rng.rng.random() == \
+        again._rng.rng.random()
+    qmc = [make_sampler(job(tmp_path, sampler="qmc"), i)._seed for i in (0, 1)]
+    assert qmc[0] == qmc[1]  # one shared sequence

@@ -1,0 +1,446 @@
+"""The exact budget and every trial state change of the runner, each one transaction that a retry
+cannot apply twice.
+
+Optuna's `MaxTrialsCallback` checks the count after the fact, so N concurrent tasks overshoot by
+up to N - 1. Here a task *claims* a slot before it takes a trial. A claim is a row of
+`optuna_spark_claims`, keyed by a token the task draws for it; a counter row per study
+(`optuna_spark_budget.claimed`) always equals the number of claim rows, and its conditional
+`UPDATE ... WHERE claimed < limit` is what serializes the claims. A storage call can fail after
+its commit (the acknowledgement was lost) and be retried (runner.outage): every operation below
+checks first whether its token already did its work, so a retry never counts twice.
+
+- `claim(token)`: a claim row and the counter, together.
+- `create_trial(token)` / `take_waiting(token)`: the trial is created (or a WAITING one taken)
+  in the same transaction that binds it to the claim; a claim given back meanwhile (see `sweep`)
+  rolls the creation back. No trial without a claim, no claim with two trials.
+- `finish(token, state, values)`: the runner's `tell`, conditional on the trial still RUNNING
+  (one UPDATE, one winner: on SQLite, Optuna's own read-then-write `tell` could overwrite a FAIL
+  set by a sweep, and the trial would count twice).
+- `fail(token, reason, retry)`: FAIL a trial of this runner (its task died, or it ran past the
+  trial timeout); with `retry`, a WAITING copy is enqueued (Optuna's `retry_history`
+  convention) and the claim given back, in the same transaction.
+- `sweep()`: trials of this runner whose heartbeats stopped, by the database's clock, for longer
+  than the grace period of the run that created them, are failed and retried; claims never bound
+  to a trial for that long (their task died in between) are given back. Trials of other clients
+  (`optuna ask`, a plain `study.optimize`, an older runner) are never touched.
+
+Trials of other clients count against the budget once finished (`limit` of `claim`); RUNNING or
+WAITING ones do not. All transactions on SQLite begin IMMEDIATE (the write lock first), so a
+read-then-write cannot interleave with another writer's; on MySQL, each transaction takes its
+row locks (the study's, then the counter's) before its first plain read, whose snapshot the rest
+of the transaction sees.
+
+The trial tables are Optuna's (`optuna.storages._rdb.models`, private); tests/unit/test_ledger.py
+pins the behaviour against the installed Optuna.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+BUDGET_TABLE = "optuna_spark_budget"
+CLAIMS_TABLE = "optuna_spark_claims"
+# System attribute of a trial this runner created or took: the token of its claim.
+CLAIM_ATTR = "optuna_spark_claim"
+
+
+class ClaimLost(RuntimeError):
+    """The claim is gone (given back by a sweep while its task was cut off): claim again."""
+
+
+def retried_numbers(trials: Iterable[Any]) -> set[int]:
+    """Numbers of the trials that went stale and were re-enqueued (Optuna's `retry_history`)."""
+    out: set[int] = set()
+    for t in trials:
+        out.update(t.system_attrs.get("retry_history", ()))
+    return out
+
+
+def _finished(trials: list[Any], only_foreign: bool = False) -> int:
+    from optuna.trial import TrialState
+
+    retried = retried_numbers(trials)
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(1 for t in trials if t.state in done and not (t.state == TrialState.FAIL and t.number in retried)
+               and not (only_foreign and is_ours(t)))
+
+
+def finished_trials(trials: Iterable[Any]) -> int:
+    """Trials that spent budget and ended: COMPLETE, PRUNED and FAIL (not the retried ones)."""
+    return _finished(list(trials))
+
+
+def is_ours(trial: Any) -> bool:
+    return CLAIM_ATTR in trial.system_attrs
+
+
+def foreign_finished(trials: Iterable[Any]) -> int:
+    """Finished trials of other clients (no claim of this runner): they count against the budget
+    (see `claim`)."""
+    return _finished(list(trials), only_foreign=True)
+
+
+@dataclass(frozen=True)
+class Running:
+    """A RUNNING trial of this runner, as the sweep sees it (pure: `is_dead` is unit-tested)."""
+
+    trial_id: int
+    token: str
+    grace: float
+    bound_at: datetime.datetime | None
+    heartbeat: datetime.datetime | None
+
+    def is_dead(self, now: datetime.datetime) -> bool:
+        """No heartbeat for longer than its run's grace period, by the database's clock; a trial
+        that never beat counts from the moment it was bound to its claim."""
+        last = self.heartbeat or self.bound_at
+        return last is not None and (now - last).total_seconds() > self.grace
+
+
+def _naive(value: Any) -> Any:
+    return value.replace(tzinfo=None) if isinstance(value, datetime.datetime) else value
+
+
+class Ledger:
+    """Claims and trial state changes of one study. `rdb` is the task's Optuna RDBStorage (its
+    trial-building helpers are used inside the ledger's own transactions)."""
+
+    def __init__(self, connect_url: str, engine_kwargs: dict[str, Any], study_id: int, rdb: Any = None) -> None:
+        from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, event, func
+
+        self._engine = create_engine(connect_url, **engine_kwargs)
+        if self._engine.dialect.name == "sqlite":
+            @event.listens_for(self._engine, "connect")
+            def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.isolation_level = None
+
+            @event.listens_for(self._engine, "begin")
+            def _begin_immediate(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        self._meta = MetaData()
+        self._budget = Table(
+            BUDGET_TABLE, self._meta,
+            Column("study_id", Integer, primary_key=True, autoincrement=False),
+            Column("claimed", Integer, nullable=False),
+            Column("changes", Integer, nullable=False, server_default="0"),
+        )
+        self._claims = Table(
+            CLAIMS_TABLE, self._meta,
+            Column("token", String(64), primary_key=True),
+            Column("study_id", Integer, nullable=False, index=True),
+            Column("trial_id", Integer, nullable=True, index=True),
+            Column("grace", Integer, nullable=False),
+            Column("claimed_at", DateTime, nullable=False, server_default=func.now()),
+            Column("bound_at", DateTime, nullable=True),
+            Column("finished", Integer, nullable=True),  # the state `finish` or `fail` set
+        )
+        self.study_id = study_id
+        self.rdb = rdb
+
+    # ------------------------------------------------------------------ set-up (driver)
+
+    def create(self) -> None:
+        from sqlalchemy import inspect, text
+
+        self._meta.create_all(self._engine, checkfirst=True)
+        columns = {c["name"] for c in inspect(self._engine).get_columns(BUDGET_TABLE)}
+        if "changes" not in columns:  # a table made by an early version of the runner
+            with self._engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {BUDGET_TABLE} ADD COLUMN changes INTEGER NOT NULL DEFAULT 0"))
+
+    def ensure(self) -> None:
+        """The study's counter row (a run that shares a live run's counter still needs one)."""
+        from sqlalchemy import insert, select
+        from sqlalchemy.exc import IntegrityError
+
+        b = self._budget
+        try:
+            with self._engine.begin() as conn:
+                if conn.execute(select(b.c.study_id).where(b.c.study_id == self.study_id)).first() is None:
+                    conn.execute(insert(b).values(study_id=self.study_id, claimed=0, changes=0))
+        except IntegrityError:
+            pass  # another run created it in between
+
+    def reconcile(self) -> None:
+        """When no run of the study is under way: give back the claims that never got a trial,
+        and set the counter to the number of claim rows (a counter of an older runner version
+        counted every trial)."""
+        from sqlalchemy import delete, func, insert, select, update
+
+        b, c = self._budget, self._claims
+        with self._engine.begin() as conn:
+            self._lock_counter(conn)
+            conn.execute(delete(c).where(c.c.study_id == self.study_id, c.c.trial_id.is_(None)))
+            rows = conn.execute(select(func.count()).select_from(c).where(c.c.study_id == self.study_id)).scalar()
+            res = conn.execute(update(b).where(b.c.study_id == self.study_id)
+                               .values(claimed=rows, changes=b.c.changes + 1))
+            if res.rowcount == 0:
+                conn.execute(insert(b).values(study_id=self.study_id, claimed=rows, changes=0))
+
+    # ------------------------------------------------------------------ claims
+
+    def _lock_study(self, session: Any) -> None:
+        """Optuna's own lock for numbering a study's trials (its study row, FOR UPDATE)."""
+        from optuna.storages._rdb import models
+
+        models.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)
+
+    def _lock_counter(self, conn: Any) -> None:
+        from sqlalchemy import select
+
+        b = self._budget
+        conn.execute(select(b.c.claimed).where(b.c.study_id == self.study_id).with_for_update())
+
+    def claim(self, token: str, limit: int, grace: float) -> bool:
+        """Take one of `limit` slots under `token`. True also when a first attempt of this very
+        call committed and its acknowledgement was lost."""
+        from sqlalchemy import func, insert, select, update
+
+        b, c = self._budget, self._claims
+        with self._engine.begin() as conn:
+            if conn.execute(select(c.c.token).where(c.c.token == token)).first() is not None:
+                return True
+            res = conn.execute(update(b).where(b.c.study_id == self.study_id, b.c.claimed < limit)
+                               .values(claimed=b.c.claimed + 1, changes=b.c.changes + 1))
+            if res.rowcount != 1:
+                return False
+            conn.execute(insert(c).values(token=token, study_id=self.study_id, trial_id=None,
+                                          grace=int(math.ceil(grace)), claimed_at=func.now()))
+            return True
+
+    def release(self, token: str) -> None:
+        """Give back a claim that has no trial (nothing to run, or its creation failed)."""
+        from sqlalchemy import delete
+
+        c = self._claims
+        with self._engine.begin() as conn:
+            self._lock_counter(conn)
+            gone = conn.execute(delete(c).where(c.c.token == token, c.c.trial_id.is_(None))).rowcount
+            self._count_down(conn, gone)
+
+    def _count_down(self, conn: Any, n: int) -> None:
+        from sqlalchemy import update
+
+        if n:
+            b = self._budget
+            conn.execute(update(b).where(b.c.study_id == self.study_id)
+                         .values(claimed=b.c.claimed - n, changes=b.c.changes + 1))
+
+    def state(self) -> tuple[int, int]:
+        """(claims held, claims with no trial yet)."""
+        from sqlalchemy import func, select
+
+        c = self._claims
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(c.c.trial_id.is_(None), func.count()).where(c.c.study_id == self.study_id)
+                                .group_by(c.c.trial_id.is_(None))).all()
+        unbound = sum(int(n) for is_null, n in rows if is_null)
+        return sum(int(n) for _, n in rows), unbound
+
+    def claimed(self) -> int:
+        from sqlalchemy import select
+
+        b = self._budget
+        with self._engine.connect() as conn:
+            value = conn.execute(select(b.c.claimed).where(b.c.study_id == self.study_id)).scalar()
+        return int(value or 0)
+
+    # ------------------------------------------------------------------ trials
+
+    def _session(self) -> Any:
+        from sqlalchemy.orm import Session
+
+        return Session(bind=self._engine, expire_on_commit=False)
+
+    def _bound(self, session: Any, token: str) -> int | None:
+        """The trial already bound to `token` (a retried call), or None; ClaimLost if the claim
+        is gone."""
+        from sqlalchemy import select
+
+        c = self._claims
+        row = session.execute(select(c.c.trial_id).where(c.c.token == token)).first()
+        if row is None:
+            raise ClaimLost(token)
+        return None if row[0] is None else int(row[0])
+
+    def _bind(self, session: Any, token: str, trial_id: int) -> None:
+        from optuna.storages._rdb import models
+        from sqlalchemy import func, update
+
+        c = self._claims
+        res = session.execute(update(c).where(c.c.token == token, c.c.trial_id.is_(None))
+                              .values(trial_id=trial_id, bound_at=func.now()))
+        if res.rowcount != 1:
+            raise ClaimLost(token)
+        self.rdb._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id,
+                                                CLAIM_ATTR, token)
+
+    def create_trial(self, token: str) -> int:
+        """A new RUNNING trial bound to the claim `token` (or the one a lost-acknowledged first
+        attempt created)."""
+        from optuna.storages._rdb import models
+
+        with self._session() as session, session.begin():
+            # The study's row lock comes first: on MySQL (REPEATABLE READ) the first plain read
+            # fixes the transaction's snapshot, and the new trial's number is counted from it.
+            self._lock_study(session)
+            done = self._bound(session, token)
+            if done is not None:
+                return done
+            trial = self.rdb._get_prepared_new_trial(self.study_id, None, session)
+            session.flush()
+            self._bind(session, token, trial.trial_id)
+            return int(trial.trial_id)
+
+    def take_waiting(self, token: str, waiting_ids: Sequence[int]) -> int | None:
+        """Take the first of `waiting_ids` still WAITING (oldest first: a retry, or a trial the
+        user enqueued) and bind it to the claim. None: all were taken by others."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import update
+
+        t = models.TrialModel.__table__
+        with self._session() as session, session.begin():
+            done = self._bound(session, token)
+            if done is not None:
+                return done
+            for trial_id in waiting_ids:
+                res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.WAITING)
+                                      .values(state=TrialState.RUNNING, datetime_start=_utcnow()))
+                if res.rowcount == 1:
+                    self._bind(session, token, trial_id)
+                    return int(trial_id)
+        return None
+
+    def finish(self, token: str, trial_id: int, state: Any, values: Sequence[float] | None) -> bool:
+        """Set a RUNNING trial's final state and values; False if it is no longer RUNNING (a
+        sweep took it for dead). True for a retry whose first attempt committed."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import select, update
+
+        t, c = models.TrialModel.__table__, self._claims
+        with self._session() as session, session.begin():
+            row = session.execute(select(c.c.finished).where(c.c.token == token)).first()
+            if row is not None and row[0] is not None:
+                return int(row[0]) == int(state)
+            res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.RUNNING)
+                                  .values(state=state, datetime_complete=_utcnow()))
+            if res.rowcount != 1:
+                # Not RUNNING any more: finished by this very call (a concurrent duplicate; a
+                # locking read sees past the snapshot) or taken for dead by a sweep.
+                row = session.execute(select(c.c.finished).where(c.c.token == token).with_for_update()).first()
+                return row is not None and row[0] is not None and int(row[0]) == int(state)
+            if values is not None:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+                for objective, value in enumerate(values):
+                    stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))
+                    existing = models.TrialValueModel.find_by_trial_and_objective(trial, objective, session)
+                    if existing is None:
+                        session.add(models.TrialValueModel(trial_id=trial_id, objective=objective, value=stored,
+                                                           value_type=kind))
+                    else:
+                        existing.value, existing.value_type = stored, kind
+            session.execute(update(c).where(c.c.token == token).values(finished=int(state)))
+            return True
+
+    def fail(self, trial_id: int, reason: str, max_retry: int | None) -> bool:
+        """FAIL a RUNNING trial of this runner with `reason`; with `max_retry` (None: never
+        retry) and retries left, enqueue its WAITING copy and give its claim back. One
+        transaction; False if the trial was no longer RUNNING (someone else decided)."""
+        from optuna.storages._rdb import models
+        from optuna.trial import FrozenTrial, TrialState
+        from sqlalchemy import delete, select, update
+
+        t, c = models.TrialModel.__table__, self._claims
+        with self._session() as session, session.begin():
+            self._lock_study(session)  # before any plain read: see create_trial
+            self._lock_counter(session)
+            frozen = self.rdb._build_frozen_trial_from_trial_model(
+                models.TrialModel.find_or_raise_by_id(trial_id, session))
+            res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.RUNNING)
+                                  .values(state=TrialState.FAIL, datetime_complete=_utcnow()))
+            if res.rowcount != 1:
+                return False
+            _upsert_attr(session, models.TrialUserAttributeModel, trial_id, "fail_reason", reason)
+            history = list(frozen.system_attrs.get("retry_history", [])) + [frozen.number]
+            token_row = session.execute(select(c.c.token).where(c.c.trial_id == trial_id)).first()
+            token = None if token_row is None else token_row[0]
+            if token is not None:
+                session.execute(update(c).where(c.c.token == token).values(finished=int(TrialState.FAIL)))
+            if max_retry is None or len(history) > max_retry:
+                return True
+            user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in ("host", "fail_reason")}
+            system_attrs = {"failed_trial": frozen.system_attrs.get("failed_trial", frozen.number),
+                            "retry_history": history}
+            template = FrozenTrial(number=-1, state=TrialState.WAITING, value=None, values=None,
+                                   datetime_start=None, datetime_complete=None, params=frozen.params,
+                                   distributions=frozen.distributions, user_attrs=user_attrs,
+                                   system_attrs=system_attrs, intermediate_values={}, trial_id=-1)
+            self.rdb._get_prepared_new_trial(self.study_id, copy.deepcopy(template), session)
+            if token is not None:
+                self._count_down(session, session.execute(delete(c).where(c.c.token == token)).rowcount)
+            return True
+
+    def running(self) -> tuple[datetime.datetime | None, list[Running]]:
+        """The database's clock now, and this runner's RUNNING trials of the study."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import func, select
+
+        t, h, c = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__, self._claims
+        with self._engine.connect() as conn:
+            now = _naive(conn.execute(select(func.now())).scalar())
+            rows = conn.execute(
+                select(c.c.trial_id, c.c.token, c.c.grace, c.c.bound_at, h.c.heartbeat)
+                .select_from(c.join(t, t.c.trial_id == c.c.trial_id).outerjoin(h, h.c.trial_id == c.c.trial_id))
+                .where(c.c.study_id == self.study_id, t.c.state == TrialState.RUNNING)
+            ).all()
+        return now, [Running(int(r[0]), r[1], float(r[2]), _naive(r[3]), _naive(r[4])) for r in rows]
+
+    def sweep(self, max_retry: int) -> list[int]:
+        """Fail and retry this runner's dead trials; give back claims that never got a trial.
+        Returns the trials failed here."""
+        from sqlalchemy import select
+
+        now, running = self.running()
+        failed = []
+        if now is None:
+            return failed
+        for r in running:
+            if r.is_dead(now) and self.fail(
+                    r.trial_id, f"its task stopped sending heartbeats for over {r.grace:g} s "
+                                "(a lost executor, a killed run or a long storage outage)", max_retry):
+                failed.append(r.trial_id)
+        c = self._claims
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(c.c.token, c.c.grace, c.c.claimed_at)
+                                .where(c.c.study_id == self.study_id, c.c.trial_id.is_(None))).all()
+        for token, grace, claimed_at in rows:
+            claimed_at = _naive(claimed_at)
+            if claimed_at is not None and (now - claimed_at).total_seconds() > grace:
+                self.release(token)
+        return failed
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+
+def _utcnow() -> datetime.datetime:
+    # RDBStorage stores trial datetimes as naive UTC.
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _upsert_attr(session: Any, model: Any, trial_id: int, key: str, value: Any) -> None:
+    from sqlalchemy import delete, insert
+
+    table = model.__table__
+    session.execute(delete(table).where(table.c.trial_id == trial_id, table.c.key == key))
+    session.execute(insert(table).values(trial_id=trial_id, key=key, value_json=json.dumps(value)))

@@ -1,0 +1,96 @@
+"""runner.ledger against a real MariaDB (REPEATABLE READ, row locks), many threads each with its
+own connections: the budget, trial numbers and the tell/sweep race, as on SQLite (tests/unit)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from runner.ledger import Ledger, finished_trials
+
+pytestmark = pytest.mark.mysql
+
+THREADS = 8
+
+
+def url(mariadb) -> str:
+    return f"mysql+pymysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/optuna"
+
+
+def ledger_for(mariadb, study: optuna.Study) -> Ledger:
+    kw = {"pool_pre_ping": True}
+    return Ledger(url(mariadb), kw, study._study_id, optuna.storages.RDBStorage(url(mariadb), engine_kwargs=kw))
+
+
+def in_threads(fn: Any) -> list[Any]:
+    start = threading.Barrier(THREADS)
+    out: list[Any] = [None] * THREADS
+
+    def run(i: int) -> None:
+        start.wait()
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def fresh_study(mariadb) -> optuna.Study:
+    return optuna.create_study(study_name=f"ledger-{uuid.uuid4().hex[:8]}", storage=url(mariadb))
+
+
+def test_concurrent_claims_and_creations_give_the_budget_with_distinct_numbers(mariadb) -> None:
+    study = fresh_study(mariadb)
+    setup = ledger_for(mariadb, study)
+    setup.create()
+    setup.reconcile()
+    ledgers = [ledger_for(mariadb, study) for _ in range(THREADS)]
+
+    def work(i: int) -> int:
+        made = 0
+        while True:
+            token = uuid.uuid4().hex
+            if not ledgers[i].claim(token, 40, 30):
+                return made
+            trial_id = ledgers[i].create_trial(token)
+            assert ledgers[i].create_trial(token) == trial_id  # a retry finds the same trial
+            assert ledgers[i].finish(token, trial_id, TrialState.COMPLETE, [float(i)])
+            made += 1
+
+    assert sum(in_threads(work)) == 40
+    trials = study._storage.get_all_trials(study._study_id)  # no cache: every row
+    assert len(trials) == 40 == len({t.number for t in trials}) == finished_trials(trials)
+    assert sorted(t.number for t in trials) == list(range(40))
+    assert setup.claimed() == 40
+
+
+def test_a_tell_and_a_sweep_racing_have_one_winner_and_retry_copies_get_their_own_numbers(mariadb) -> None:
+    study = fresh_study(mariadb)
+    setup = ledger_for(mariadb, study)
+    setup.create()
+    setup.reconcile()
+    ledgers = [ledger_for(mariadb, study) for _ in range(THREADS)]
+    for round_ in range(8):
+        token = uuid.uuid4().hex
+        assert setup.claim(token, 1000, 30)
+        trial_id = setup.create_trial(token)
+
+        def act(i: int) -> bool:
+            if i % 2:
+                return ledgers[i].finish(token, trial_id, TrialState.COMPLETE, [1.0])
+            return ledgers[i].fail(trial_id, "stale", 2)
+
+        won = in_threads(act)
+        assert (sum(won[1::2]), sum(won[0::2])) in ((THREADS // 2, 0), (0, 1)), won
+    trials = study._storage.get_all_trials(study._study_id)
+    assert len({t.number for t in trials}) == len(trials)
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert finished_trials(trials) == setup.claimed() == 8 - len(waiting)

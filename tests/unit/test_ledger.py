@@ -1,0 +1,233 @@
+"""The exact budget and the runner's trial state changes (runner.ledger) on a real SQLite file,
+with many threads each holding its own connections, as concurrent Spark tasks do. A retried call
+stands for a commit whose acknowledgement was lost: the same call, the same token, again."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from runner.ledger import CLAIM_ATTR, ClaimLost, Ledger, Running, finished_trials, foreign_finished
+
+THREADS = 8
+KW = {"connect_args": {"timeout": 60}}
+
+
+def setup(tmp_path: Path) -> tuple[optuna.Study, Ledger]:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=KW)
+    study = optuna.create_study(study_name="s", storage=storage)
+    ledger = Ledger(url, KW, study._study_id, storage)
+    ledger.create()
+    ledger.reconcile()
+    return study, ledger
+
+
+def another(tmp_path: Path, study: optuna.Study) -> Ledger:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    return Ledger(url, KW, study._study_id, optuna.storages.RDBStorage(url, engine_kwargs=KW))
+
+
+def in_threads(fn: Any, n: int = THREADS) -> list[Any]:
+    start = threading.Barrier(n)
+    out: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        start.wait()
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def states(study: optuna.Study) -> list[TrialState]:
+    return [t.state for t in study.get_trials(deepcopy=False)]
+
+
+def test_claims_never_exceed_the_limit_under_concurrency(tmp_path: Path) -> None:
+    study, ledger = setup(tmp_path)
+    ledgers = [another(tmp_path, study) for _ in range(THREADS)]
+    wins = in_threads(lambda i: sum(ledgers[i].claim(f"{i}-{k}", 50, 30) for k in range(20)))
+    assert sum(wins) == 50
+    assert ledger.claimed() == 50 and ledger.state() == (50, 50)
+
+
+def test_a_retried_claim_counts_once(tmp_path: Path) -> None:
+    _, ledger = setup(tmp_path)
+    assert ledger.claim("a", 1, 30)
+    assert ledger.claim("a", 1, 30)          # the same call again: it did commit
+    assert not ledger.claim("b", 1, 30)
+    assert ledger.claimed() == 1
+
+
+def test_a_retried_release_gives_back_once(tmp_path: Path) -> None:
+    _, ledger = setup(tmp_path)
+    assert ledger.claim("a", 5, 30) and ledger.claim("b", 5, 30)
+    ledger.release("a")
+    ledger.release("a")
+    assert ledger.claimed() == 1 and ledger.state() == (1, 1)
+
+
+def test_a_trial_is_created_bound_to_its_claim_and_a_retry_finds_it(tmp_path: Path) -> None:
+    study, ledger = setup(tmp_path)
+    assert ledger.claim("a", 5, 30)
+    trial_id = ledger.create_trial("a")
+    assert ledger.create_trial("a") == trial_id   # retried: no second trial
+    (t,) = study.get_trials(deepcopy=False)
+    assert t._trial_id == trial_id and t.state == TrialState.RUNNING and t.system_attrs[CLAIM_ATTR] == "a"
+    assert ledger.state() == (1, 0)
+    ledger.release("a")                            # a bound claim is not given back this way
+    assert ledger.claimed() == 1
+
+
+def test_a_claim_given_back_meanwhile_rolls_the_creation_back(tmp_path: Path) -> None:
+    study, ledger = setup(tmp_path)
+    assert ledger.claim("a", 5, 30)
+    ledger.release("a")  # what a sweep does to a claim that waited too long for its trial
+    with pytest.raises(ClaimLost):
+        ledger.create_trial("a")
+    assert study.get_trials() == [] and ledger.claimed() == 0
+
+
+def test_each_waiting_trial_is_taken_by_exactly_one_task(tmp_path: Path) -> None:
+    study, ledger = setup(tmp_path)
+    for i in range(THREADS // 2):
+        study.enqueue_trial({"x": float(i)})
+    ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
+    ledgers = [another(tmp_path, study) for _ in range(THREADS)]
+
+    def take(i: int) -> int | None:
+        assert ledgers[i].claim(f"t{i}", 100, 30)
+        return ledgers[i].take_waiting(f"t{i}", ids)
+
+    taken = [t for t in in_threads(take) if t is not None]
+    assert sorted(taken) == sorted(ids)  # each once, none left behind
+    assert states(study) == [TrialState.RUNNING] * (THREADS // 2)
+    owner = next(i for i in range(THREADS) if ledgers[i].take_waiting(f"t{i}", ids) is not None)
+    assert ledgers[owner].take_waiting(f"t{owner}", ids) in ids  # retried: the same trial
+
+
+def test_finish_and_a_retried_finish(tmp_path: Path) -> None:
+    study, ledger = setup(tmp_path)
+    assert ledger.claim("a", 5, 30)
+    trial_id = ledger.create_trial("a")
+    assert ledger.finish("a", trial_id, TrialState.COMPLETE, [float("inf")])
+    assert ledger.finish("a", trial_id, TrialState.COMPLETE, [float("inf")])  # retried
+    (t,) = study.get_trials()
+    assert t.state == TrialState.COMPLETE and t.value == float("inf") and ledger.claimed() == 1
+
+
+@pytest.mark.parametrize("max_retry, copies", [(2, 1), (0, 0), (None, 0)])
+def test_fail_enqueues_a_retry_and_gives_the_claim_back_in_one_step(tmp_path: Path, max_retry, copies) -> None:
+    study, ledger = setup(tmp_path)
+    assert ledger.claim("a", 5, 30)
+    trial_id = ledger.create_trial("a")
+    optuna.Trial(study, trial_id).suggest_float("x", 0, 1)
+    study._storage.set_trial_user_attr(trial_id, "host", "w1")
+    assert ledger.fail(trial_id, "its task died", max_retry)
+    assert not ledger.fail(trial_id, "its task died", max_retry)  # retried, or a second sweeper
+    assert not ledger.finish("a", trial_id, TrialState.COMPLETE, [1.0])  # the late tell loses
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["fail_reason"] == "its task died"
+    assert [t.state for t in trials[1:]] == [TrialState.WAITING] * copies
+    if copies:
+        copy = trials[1]
+        assert copy.params == trials[0].params and copy.user_attrs == {}
+        assert copy.system_attrs == {"failed_trial": 0, "retry_history": [0]}
+        assert ledger.claimed() == 0 and finished_trials(trials) == 0
+    else:
+        assert ledger.claimed() == 1 and finished_trials(trials) == 1
+
+
+def test_a_tell_and_a_sweep_racing_on_sqlite_have_one_winner(tmp_path: Path) -> None:
+    """Optuna's read-then-write tell on SQLite could overwrite the sweep's FAIL with COMPLETE
+    and the trial would count twice (once itself, once its retry)."""
+    study, ledger = setup(tmp_path)
+    ledgers = [another(tmp_path, study) for _ in range(THREADS)]
+    for round_ in range(10):
+        token = f"r{round_}"
+        assert ledger.claim(token, 1000, 30)
+        trial_id = ledger.create_trial(token)
+
+        def act(i: int) -> bool:
+            if i % 2:
+                return ledgers[i].finish(token, trial_id, TrialState.COMPLETE, [1.0])
+            return ledgers[i].fail(trial_id, "stale", 2)
+
+        won = in_threads(act)
+        finishes, fails = sum(won[1::2]), sum(won[0::2])
+        assert (finishes, fails) in ((THREADS // 2, 0), (0, 1)), won  # finish retries all agree
+        state = study._storage.get_trial(trial_id).state
+        assert state == (TrialState.COMPLETE if finishes else TrialState.FAIL)
+    trials = study.get_trials()
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert finished_trials(trials) + len(waiting) == 10 == ledger.claimed() + len(waiting)
+
+
+def test_the_sweep_fails_only_dead_trials_of_this_runner(tmp_path: Path) -> None:
+    study, ledger = setup(tmp_path)
+    storage = study._storage
+    for token, grace in (("dead", 1), ("silent", 1), ("patient", 60), ("alive", 1), ("unbound", 1)):
+        assert ledger.claim(token, 100, grace)
+    dead, silent, patient, alive = (ledger.create_trial(t) for t in ("dead", "silent", "patient", "alive"))
+    storage.record_heartbeat(dead)
+    storage.record_heartbeat(patient)
+    asked = study.ask()                           # a plain Optuna client: no heartbeat, no claim
+    time.sleep(2.2)                               # SQLite's CURRENT_TIMESTAMP has whole seconds
+    storage.record_heartbeat(alive)
+    assert sorted(ledger.sweep(max_retry=2)) == sorted([dead, silent])
+    now = {t._trial_id: t.state for t in study.get_trials(deepcopy=False)}
+    assert now[dead] == now[silent] == TrialState.FAIL
+    assert now[patient] == now[alive] == now[asked._trial_id] == TrialState.RUNNING
+    assert ledger.state() == (2, 0)              # patient, alive; the dead two and the unbound given back
+    assert list(now.values()).count(TrialState.WAITING) == 2
+
+
+def test_death_is_judged_on_the_databases_clock_and_the_trials_own_grace() -> None:
+    t0 = datetime.datetime(2026, 1, 1, 12, 0, 0)
+    beat = Running(1, "t", 30, bound_at=t0, heartbeat=t0 + datetime.timedelta(seconds=100))
+    assert not beat.is_dead(t0 + datetime.timedelta(seconds=130))
+    assert beat.is_dead(t0 + datetime.timedelta(seconds=131))
+    never = Running(2, "t", 30, bound_at=t0, heartbeat=None)
+    assert not never.is_dead(t0 + datetime.timedelta(seconds=30)) and never.is_dead(t0 + datetime.timedelta(seconds=31))
+
+
+def test_reconcile_gives_back_claims_without_trials_and_recounts(tmp_path: Path) -> None:
+    _, ledger = setup(tmp_path)
+    for token in ("a", "b", "c"):
+        assert ledger.claim(token, 10, 30)
+    ledger.create_trial("a")
+    ledger.reconcile()
+    assert ledger.state() == (1, 0) and ledger.claimed() == 1
+
+
+def test_counts() -> None:
+    def trial(number: int, state: TrialState, **system_attrs: Any):
+        t = create_trial(state=state, params={"x": 1.0}, distributions={"x": FloatDistribution(0, 2)},
+                         value=1.0 if state == TrialState.COMPLETE else None, system_attrs=system_attrs)
+        t.number = number
+        return t
+
+    trials = [
+        trial(0, TrialState.COMPLETE, optuna_spark_claim="a"),
+        trial(1, TrialState.FAIL, optuna_spark_claim="b"),           # stale, retried by #3
+        trial(2, TrialState.FAIL),                                    # a plain client's failure
+        trial(3, TrialState.FAIL, failed_trial=1, retry_history=[1]),  # stale again: retried by #4
+        trial(4, TrialState.RUNNING, failed_trial=1, retry_history=[1, 3], optuna_spark_claim="c"),
+        trial(5, TrialState.WAITING),
+        trial(6, TrialState.RUNNING),                                 # optuna ask: counts once finished
+    ]
+    assert finished_trials(trials) == 2     # 0 and 2
+    assert foreign_finished(trials) == 1    # 2
