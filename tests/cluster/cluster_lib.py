@@ -136,6 +136,11 @@ def wait_alive(count: int, timeout: float = 180) -> None:
 def converged_cluster():
     if not Path(INVENTORY).exists():
         pytest.fail(f"no inventory at {INVENTORY}: run `make lab-up converge` first")
+    # These suites kill processes, restart and wipe MySQL, rotate secrets and uninstall: never
+    # against a real cluster's inventory, only one the lab generated.
+    if not (Path(INVENTORY) / ".generated-by-lab").is_file():
+        pytest.fail(f"{INVENTORY} is not a lab inventory: tests/cluster and tests/day2 break what they "
+                    "run on, the lab only (make lab-up)", pytrace=False)
     proc = on_driver("sh", "-c", f"command -v {RUNNER}")
     if proc.returncode != 0:
         pytest.fail(f"the runner is not installed on the driver ({RUNNER}): run `make converge` first")

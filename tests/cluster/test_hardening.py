@@ -112,6 +112,15 @@ def test_a_cluster_host_without_the_secret_cannot_submit_a_spark_job() -> None:
                                   "--properties-file /tmp/optuna-spark-wrong.conf /tmp/optuna-spark-probe.py",
                       timeout=400)
     assert wrong.returncode != 0 and "\n28\n" not in f"\n{wrong.stdout}", wrong.stdout[-1000:] + wrong.stderr[-2000:]
+    # Without authentication at all the master itself refuses the application (the client has
+    # nothing to refuse): Spark's authentication is enforced on the server's side.
+    off = on_driver("sh", "-c", "cd /tmp && PYSPARK_PYTHON=/opt/optuna-spark/env/bin/python spark-submit "
+                                f"--master spark://{lab_vars()['cluster_driver_address']}:7077 "
+                                "--conf spark.authenticate=false --conf spark.network.crypto.enabled=false "
+                                "--conf spark.io.encryption.enabled=false /tmp/optuna-spark-probe.py", timeout=400)
+    assert off.returncode != 0 and "\n28\n" not in f"\n{off.stdout}", off.stdout[-1000:] + off.stderr[-2000:]
+    assert "unresponsive" in off.stderr or "Failed to connect" in off.stderr or "Authentication" in off.stderr, \
+        off.stderr[-2000:]
 
 
 def bridge() -> str:

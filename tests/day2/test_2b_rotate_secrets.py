@@ -15,7 +15,7 @@ def secret_digests() -> list[str]:
     proc = on_driver("sudo", "sh", "-c",
                      "sha256sum < /etc/spark/daemon/auth-secret | cut -c1-64; "
                      "sed -n 's/^spark.authenticate.secret //p' /etc/spark/daemon/spark-daemon.conf | tr -d '\\n' "
-                     "| sha256sum | cut -c1-64; tr -d '\\n' < /etc/optuna-spark/spark-secret | sha256sum | cut -c1-64")
+                     "| sha256sum | cut -c1-64; tr -d '\\n' < /etc/optuna-spark/private/spark-secret | sha256sum | cut -c1-64")
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
 

@@ -35,6 +35,12 @@ def test_backup_then_restore_into_a_fresh_server(study_name: str) -> None:
     assert study_name in sudo(f"gzip -dc {newest}"), "the dump does not hold the study"
     mode = sudo(f"stat -c '%a %U' {BACKUPS} {newest}").split()
     assert mode == ["700", "root", "600", "root"], mode
+    # A backup that cannot be made (the server is down) fails, and keeps every good dump.
+    sudo("systemctl stop mariadb")
+    failed = on_driver("sudo", "systemctl", "start", "optuna-spark-backup.service")
+    sudo("systemctl start mariadb")
+    assert failed.returncode != 0, "a backup with the server down reported success"
+    assert sudo(f"ls -1t {BACKUPS}").split() == dumps
 
     # A fresh database server: an empty data directory, then converged (database and account).
     sudo("systemctl stop mariadb && rm -rf /var/lib/mysql/* && "

@@ -38,6 +38,12 @@ def test_uninstall_keeps_the_database_unless_asked() -> None:
                             "id optuna-spark >/dev/null 2>&1 && echo LEFT runner-account; true").stdout
     assert "LEFT" not in driver_left, driver_left
     assert "optuna" in databases(), "the database is gone without uninstall_database=true"
+    # The firewall is gone everywhere, and so the kept server listens on localhost only.
+    tables = on_all("nft list tables 2>/dev/null | grep -q optuna_spark && echo LEFT table; "
+                    "test -e /etc/optuna-spark && echo LEFT /etc/optuna-spark; true")
+    assert "LEFT" not in tables, tables
+    listening = on_driver("sh", "-c", "ss -Hltn 'sport = :3306'").stdout.split()
+    assert listening and all(a.startswith(("127.0.0.1:", "[::1]:")) for a in listening if ":3306" in a), listening
     again, recap = playbook("playbooks/uninstall.yml")
     assert again.returncode == 0 and all(r["changed"] == 0 for r in recap.values()), recap
 

@@ -48,9 +48,10 @@ def test_runner_files_modes(driver: Node) -> None:
 def test_the_login_user_runs_the_runner_as_its_account_and_nothing_else(driver: Node) -> None:
     operator = driver.var("optuna_runner_operators")[0]
     user = driver.var("optuna_runner_user")
-    who = as_user(driver, operator, "optuna-spark --version && sudo -n -u " + user + " id -un 2>&1 || true")
-    assert who.rc == 0 and "optuna-spark" in who.stdout, who.stderr
-    # The password file: the operator cannot read it; the runner account can.
+    who = as_user(driver, operator, "optuna-spark --version")
+    assert who.rc == 0 and who.stdout.startswith("optuna-spark"), who.stderr
+    # The password file: not readable by the operator directly (the runner account reads it; the
+    # operators' objectives run with the storage's credentials all the same: README, Security).
     path = driver.var("optuna_runner_password_file")
     assert as_user(driver, user, f"test -r {path}").rc == 0
     rules = driver.check("cat /etc/sudoers.d/optuna-spark")
