@@ -194,8 +194,9 @@ def cmd_tune(settings: RunSettings) -> int:
     from runner.private import PrivateFiles, remove_stale_private_dirs
     from runner.report import format_summary, to_json
     from runner.storage import StorageError, make_sqlite_private
-    from runner.submit import (build_submit_command, effective_conf_dir, find_java, find_spark_submit,
-                               read_spark_defaults, run_streaming, spark_conf_dirs)
+    from runner import java as java_choice
+    from runner.submit import (build_submit_command, effective_conf_dir, find_spark_submit, read_spark_defaults,
+                               run_streaming, spark_conf_dirs)
 
     spark, study, objective, target = settings.spark, settings.study, settings.objective, settings.storage
     assert spark is not None and study is not None and objective is not None
@@ -204,8 +205,10 @@ def cmd_tune(settings: RunSettings) -> int:
         wanted = spark.spark_submit or (str(Path(spark.spark_home) / "bin" / "spark-submit")
                                         if spark.spark_home else "spark-submit")
         raise Failure(f"spark-submit not found ({wanted}): install pyspark or set spark_home")
-    if find_java() is None:
-        raise Failure("java not found: install a Java 17 runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME")
+    try:
+        java = java_choice.find(os.environ, java_choice.spark_version(submit, spark.spark_home, os.environ))
+    except java_choice.JavaError as exc:
+        raise Failure(str(exc)) from None
     spark = replace(spark, spark_submit=submit)
     conf_dirs = spark_conf_dirs(submit, spark_home=spark.spark_home, spark_conf_dir=spark.spark_conf_dir)
 
@@ -254,11 +257,15 @@ def cmd_tune(settings: RunSettings) -> int:
                                        if spec.ship_file))
         command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
                                        py_files=py_files, n_tasks=study.n_jobs,
-                                       spark_defaults=read_spark_defaults(conf_dirs), conf_dir=conf_dir)
+                                       spark_defaults=read_spark_defaults(conf_dirs), conf_dir=conf_dir,
+                                       java_home=java_choice.spark_java_home(java, run_dir / "java-home"))
         budget_text = f"{study.n_trials} trials" if study.n_trials else f"{study.timeout:g} s"
         sys.stderr.write(f"optuna-spark: study {study.name!r} on {spark.master}, {study.n_jobs} tasks, "
                          f"budget {budget_text}, storage {target.url}\n"
                          f"optuna-spark: Spark log: {log_path}\n")
+        notice = java.notice()
+        if notice:
+            sys.stderr.write(f"optuna-spark: {notice}\n")
         view = ProgressView(sys.stderr, bar=progress_bar_wanted(sys.stderr, os.environ, settings.verbose),
                             timeout=study.timeout)
 
@@ -268,7 +275,8 @@ def cmd_tune(settings: RunSettings) -> int:
             if kind == "progress":
                 view.progress(event)
             elif kind == "started":
-                view.line(f"optuna-spark: Spark {event['spark_version']} application {event['app_id']} started")
+                on_java = f" (Java {event['java_version']})" if event.get("java_version") else ""
+                view.line(f"optuna-spark: Spark {event['spark_version']} application {event['app_id']} started{on_java}")
                 if settings.dashboard_url:
                     view.line(f"optuna-spark: dashboard: {settings.dashboard_url}")
             elif kind == "warning":

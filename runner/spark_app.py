@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
     emit("started", study=settings.name, study_id=study_id, n_jobs=settings.n_jobs,
          budget=settings.n_trials, timeout=settings.timeout, split=settings.split,
          master=spark.sparkContext.master, app_id=spark.sparkContext.applicationId,
-         spark_version=spark.version)
+         spark_version=spark.version, **_driver_java(spark))
 
     monitor = Monitor(storage, study_id, settings.n_trials, job.progress_interval)
     monitor.start()
@@ -181,6 +181,16 @@ def main(argv: list[str]) -> int:
     emit("summary", **summary)
     spark.stop()
     return 3 if summary["errors"] else 0
+
+
+def _driver_java(spark: Any) -> dict[str, str]:
+    """The driver JVM's Java version and home, as it reports them."""
+    try:
+        system = spark.sparkContext._jvm.java.lang.System
+        return {"java_version": str(system.getProperty("java.version")),
+                "java_home": str(system.getProperty("java.home"))}
+    except Exception:  # noqa: BLE001 - only for the started line
+        return {}
 
 
 class WrongDirection(ValueError):

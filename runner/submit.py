@@ -148,10 +148,12 @@ def build_submit_command(
     n_tasks: int | None = None,
     spark_defaults: Mapping[str, str] | None = None,
     conf_dir: str | None = None,
+    java_home: str | None = None,
 ) -> SubmitCommand:
     """The `spark-submit` argv for a job, and what to add to its environment: SPARK_HOME when
     configured, SPARK_CONF_DIR when `conf_dir` is given (the run's private copy when the RPC
-    secret is used). Pure: no file, process or environment is read."""
+    secret is used), JAVA_HOME when the runner chose a Java other than the one spark-submit would
+    find (runner.java). Pure: no file, process or environment is read."""
     confs: list[tuple[str, str]] = [("spark.ui.showConsoleProgress", "false")]
     if spark.executor_cores is not None:
         confs.append(("spark.executor.cores", str(spark.executor_cores)))
@@ -201,6 +203,8 @@ def build_submit_command(
         env["SPARK_HOME"] = spark.spark_home
     if conf_dir:
         env["SPARK_CONF_DIR"] = conf_dir
+    if java_home:
+        env["JAVA_HOME"] = java_home
     return SubmitCommand(argv=argv, env=env)
 
 
@@ -225,15 +229,6 @@ def find_spark_submit(configured: str | None, environ: Mapping[str, str] | None 
         beside = Path(sys.executable).parent / configured
         found = str(beside) if os.access(beside, os.X_OK) else None
     return found
-
-
-def find_java(environ: dict[str, str] | None = None) -> str | None:
-    env = os.environ if environ is None else environ
-    java_home = env.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        return str(candidate) if os.access(candidate, os.X_OK) else None
-    return shutil.which("java", path=env.get("PATH"))
 
 
 def child_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:

