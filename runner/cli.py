@@ -301,7 +301,7 @@ def cmd_tune(settings: RunSettings) -> int:
                 from runner.dataset import human
 
                 view.line(f"optuna-spark: data {event['path']}: {event['rows']} rows × {event['columns']} columns, "
-                          f"{human(event['memory_bytes'])} in memory, read by {event['where']}, "
+                          f"{human(event['memory_bytes'])} in memory, {event['where']}, "
                           "broadcast to the tasks (each loads it once)")
             elif kind == "warning":
                 view.line(f"optuna-spark: warning: {event['message']}")

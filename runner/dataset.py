@@ -274,13 +274,13 @@ def driver_payload(spark_factory: Any, spec: DataSpec, conf: Mapping[str, str] |
     if spec.payload_file is not None:
         payload = Path(spec.payload_file).read_bytes()
         frame = pickle.loads(payload)
-        info = describe(spec, frame, "driver file")
+        info = describe(spec, frame, "read on the driver")
         del frame
         return payload, info
     spark = spark_factory()
     limit = memory_limit(conf if conf is not None else dict(spark.sparkContext.getConf().getAll()))
     frame = read_through_spark(spark, spec, limit)
-    info = describe(spec, frame, "spark.read")
+    info = describe(spec, frame, "read by spark.read")
     return pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL), info
 
 
