@@ -124,7 +124,7 @@ def test_xgboost_wine_on_the_users_table(run_cli, tmp_path: Path) -> None:
 def test_refusals_are_one_line_exit_2_and_write_nothing(run_cli, tmp_path: Path, seen: Path) -> None:
     db = tmp_path / "work" / "optuna.db"
     (tmp_path / "notes.parquet").write_text("not a parquet file\n" * 100)
-    big = pd.concat([wine()] * 20, ignore_index=True)  # 32k rows, about 2.5 MiB in memory
+    big = pd.concat([wine()] * 20, ignore_index=True)  # 32k rows, about 2.9 MiB in memory
     big.to_csv(tmp_path / "big.csv", index=False)
     cases = [
         (["--data", "missing.parquet"], "--data missing.parquet does not exist"),
