@@ -45,6 +45,13 @@ def _number(kind: type) -> Any:
     return parse
 
 
+def _boolean(text: str) -> bool:
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, status 2
         sys.stderr.write(f"optuna-spark: error: {message}\n")
@@ -115,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--outage-timeout", type=_number(float),
                       help="seconds a task waits for an unreachable storage before it gives up (default 120)")
     tune.add_argument("--verbose", action="store_true", default=None, help="copy Spark's log to stderr")
+    tune.add_argument("--data", metavar="PATH",
+                      help="the study's data set, given to objective(trial, data) as a pandas DataFrame: a "
+                           "Parquet or CSV file of this machine, or a URL Spark reads (hdfs://, s3a://, file://)")
+    tune.add_argument("--data-format", choices=("parquet", "csv"),
+                      help="default: csv for .csv/.tsv/.txt, else parquet")
+    tune.add_argument("--data-sep", metavar="CHAR", help="CSV separator (default ','; \\t for a tab)")
+    tune.add_argument("--data-header", type=_boolean, metavar="true|false",
+                      help="CSV: the first line names the columns (default true)")
+    tune.add_argument("--target", metavar="COLUMN",
+                      help="the label column, checked to exist (xgboost-wine: default quality)")
     _storage_args(tune)
 
     status = sub.add_parser("status", help="counts by state of one study, or list all studies")
@@ -230,6 +247,9 @@ def cmd_tune(settings: RunSettings) -> int:
     except StorageError as exc:
         raise Failure(str(exc)) from None
 
+    # --data of this machine: read and checked now, before anything runs (runner.dataset).
+    data_frame = _driver_data(settings, read_spark_defaults(conf_dirs))
+
     remove_stale_private_dirs(settings.work_dir / "runs")
     run_dir = (settings.work_dir / "runs"
                / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
@@ -249,8 +269,14 @@ def cmd_tune(settings: RunSettings) -> int:
             job_password_file = str(private.write("storage-password", target.password + "\n"))
         else:
             job_password_file = None
+        data = settings.data
+        if data_frame is not None:
+            from runner.dataset import write_payload
+
+            write_payload(data_frame, private.path / "data.pickle")
+            data, data_frame = replace(data, payload_file=str(private.path / "data.pickle")), None
         job = Job(study=study, objective=objective, callbacks=settings.callbacks, gpu=spark.gpu,
-                  password_file=job_password_file)
+                  password_file=job_password_file, data=data)
         job_file = run_dir / "job.json"
         job_file.write_text(job.to_json(), encoding="utf-8")
         py_files = tuple(dict.fromkeys(spec.ship_file for spec in (objective, *settings.callbacks)
@@ -279,6 +305,12 @@ def cmd_tune(settings: RunSettings) -> int:
                 view.line(f"optuna-spark: Spark {event['spark_version']} application {event['app_id']} started{on_java}")
                 if settings.dashboard_url:
                     view.line(f"optuna-spark: dashboard: {settings.dashboard_url}")
+            elif kind == "data":
+                from runner.dataset import human
+
+                view.line(f"optuna-spark: data {event['path']}: {event['rows']} rows × {event['columns']} columns, "
+                          f"{human(event['memory_bytes'])} in memory, {event['where']}, "
+                          "broadcast to the tasks (each loads it once)")
             elif kind == "warning":
                 view.line(f"optuna-spark: warning: {event['message']}")
 
@@ -310,6 +342,22 @@ def cmd_tune(settings: RunSettings) -> int:
     if code != 0:
         raise Failure(f"spark-submit exited with status {code} (log: {log_path})")
     return EXIT_OK
+
+
+def _driver_data(settings: RunSettings, spark_defaults: dict[str, str]) -> Any:
+    """The --data file of this machine as a checked DataFrame (None: no data, or a URL that the
+    Spark application reads); a refusal is a ConfigError (exit 2)."""
+    if settings.data is None or settings.data.remote:
+        return None
+    from runner.dataset import DataError, effective_memory_conf, memory_limit, read_driver_file
+
+    spark = settings.spark
+    assert spark is not None
+    conf = effective_memory_conf(spark.executor_memory, spark.driver_memory, spark.confs, spark_defaults)
+    try:
+        return read_driver_file(settings.data, memory_limit(conf))
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def progress_bar_wanted(stream: Any, environ: Any, verbose: bool) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,9 @@ class ObjectiveSpec:
     module: str
     function: str
     ship_file: str | None = None  # a user's file shipped with --py-files
+    # Its second parameter, the data set (--data): "no" (objective(trial)), "optional"
+    # (objective(trial, data=None)) or "required" (objective(trial, data)).
+    takes_data: str = "no"
 
     @property
     def builtin(self) -> bool:
@@ -209,6 +213,7 @@ class Job:
     password_file: str | None = None
     progress_interval: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    data: Any = None  # runner.dataset.DataSpec (--data), None without data
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -226,7 +231,16 @@ class Job:
             password_file=raw.get("password_file"),
             progress_interval=raw.get("progress_interval", 1.0),
             extra=raw.get("extra", {}),
+            data=_data_spec(raw.get("data")),
         )
+
+
+def _data_spec(raw: dict[str, Any] | None) -> Any:
+    if raw is None:
+        return None
+    from runner.dataset import DataSpec
+
+    return DataSpec(**raw)
 
 
 def parse_conf_pairs(pairs: list[str]) -> tuple[tuple[str, str], ...]:
@@ -320,6 +334,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("outage_timeout", "float", 120.0, above=0),
     Option("trial_timeout", "float", above=0),
     Option("verbose", "bool", False, in_file=False),
+    # tune --data (runner.dataset): the study's data set, its format and the label column.
+    Option("data", "str"),
+    Option("data_format", "str", choices=("parquet", "csv")),
+    Option("data_sep", "str"),
+    Option("data_header", "bool"),
+    Option("target", "str"),
 )
 FILE_KEYS = tuple(o.key for o in OPTIONS if o.in_file)
 _BY_KEY = {o.key: o for o in OPTIONS}
@@ -432,6 +452,7 @@ class RunSettings:
     optuna_args: tuple[str, ...] = ()
     output_dir: str | None = None             # report: a folder, or "-" (a tar on stdout)
     dashboard_url: str | None = None          # tune, status
+    data: Any = None                          # tune: runner.dataset.DataSpec (--data)
 
 
 def config_path_of(cli: dict[str, Any], environ: Any) -> Path | None:
@@ -556,9 +577,58 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
     _check_sampler_needs(study.sampler)
     objective = objectives.resolve(values["objective"], cwd)
     callbacks = tuple(objectives.resolve(spec, cwd, what="callback") for spec in values["callback"] or ())
+    data = data_settings(values, cli, objective, cwd)
     return RunSettings(**common, output=values["output"], study_name=name, verbose=bool(values["verbose"]),
                        study=study, spark=spark, objective=objective, callbacks=callbacks, spark_secret=secret,
-                       dashboard_url=_dashboard_url(values["dashboard_url"]))
+                       dashboard_url=_dashboard_url(values["dashboard_url"]), data=data)
+
+
+# The label column of the built-in objectives that take data, when --target is not given.
+DEFAULT_TARGETS = {"xgboost-wine": "quality"}
+
+
+def data_settings(values: dict[str, Any], cli: dict[str, Any], objective: ObjectiveSpec,
+                  cwd: Path | None = None) -> Any:
+    """--data and its options, checked against each other and against the objective's signature
+    (runner.dataset reads the data itself later)."""
+    from runner.dataset import DataError, DataSpec, infer_format, is_url, unescape_sep
+
+    path = values.get("data")
+    if not path:
+        given = [f"--{k.replace('_', '-')}" for k in ("data_format", "data_sep", "data_header", "target")
+                 if cli.get(k) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} needs --data PATH")
+        if objective.takes_data == "required":
+            raise ConfigError(f"objective {objective.name!r} takes (trial, data): give --data PATH")
+        return None
+    if objective.takes_data == "no":
+        raise ConfigError(f"--data: objective {objective.name!r} takes only (trial); define it as "
+                          "objective(trial, data) to receive the data set (a pandas DataFrame)")
+    fmt = values.get("data_format") or infer_format(path)
+    if fmt != "csv":
+        for key in ("data_sep", "data_header"):
+            if values.get(key) is not None:
+                raise ConfigError(f"--{key.replace('_', '-')} applies to CSV data only (--data-format csv)")
+    try:
+        sep = unescape_sep(values.get("data_sep") or ",")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    header = True if values.get("data_header") is None else bool(values["data_header"])
+    target = values.get("target")
+    if target is not None and not target.strip():
+        raise ConfigError("--target must name a column")
+    if target is None:
+        target = DEFAULT_TARGETS.get(objective.name)
+    if not is_url(path):
+        local = ((cwd or Path.cwd()) / Path(path).expanduser()).resolve()
+        if not local.exists():
+            raise ConfigError(f"--data {path} does not exist (a file of this machine; "
+                              "hdfs://, s3a://, file:// for Spark to read)")
+        if not os.access(local, os.R_OK):
+            raise ConfigError(f"--data {path} is not readable")
+        path = str(local)
+    return DataSpec(path=path, format=fmt, sep=sep, header=header, target=target)
 
 
 def _check_sampler_needs(sampler: str) -> None:

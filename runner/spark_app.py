@@ -23,7 +23,8 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def spark_task(index: int, job_json: str, password: str | None, deadline: float | None) -> dict[str, Any]:
+def spark_task(index: int, job_json: str, password: str | None, deadline: float | None,
+               data: Any = None, data_id: int | None = None) -> dict[str, Any]:
     """Runs in an executor. Defined in __main__ so that cloudpickle ships it by value: an import
     error of the runtime itself then comes back as this dict instead of joblibspark 0.6's
     `'_ExceptionWithTraceback' object is not iterable`."""
@@ -33,7 +34,7 @@ def spark_task(index: int, job_json: str, password: str | None, deadline: float 
     try:
         from runner.task import run_task
 
-        return run_task(job_json, password, index, deadline)
+        return run_task(job_json, password, index, deadline, data, data_id)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the driver
         message = str(exc) if type(exc).__name__ == "TaskFailed" else f"{type(exc).__name__}: {exc}"
         if password:
@@ -115,6 +116,30 @@ def main(argv: list[str]) -> int:
     from runner.outage import OutageGuard, StorageOutage, database_probe
 
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
+    session: list[Any] = []
+
+    def get_spark() -> Any:
+        if not session:
+            from pyspark.sql import SparkSession
+
+            session.append(SparkSession.builder.appName(f"optuna-spark:{settings.name}").getOrCreate())
+            session[0].sparkContext.setLogLevel("WARN")
+        return session[0]
+
+    payload: bytes | None = None
+    if job.data is not None:
+        # Read (a URL, through Spark) and checked before the study is created or loaded: a
+        # refused data set leaves the storage as it was.
+        from runner.dataset import DataError, driver_payload
+
+        try:
+            payload, info = driver_payload(get_spark, job.data)
+        except DataError as exc:
+            emit("error", message=str(exc))
+            if session:
+                session[0].stop()
+            return 2
+        emit("data", **info, pickled_bytes=len(payload))
     try:
         if target.backend == "sqlite":
             _sqlite_wal(target)
@@ -132,10 +157,12 @@ def main(argv: list[str]) -> int:
         emit("error", message=describe_db_error(exc, target))
         return 1
 
-    from pyspark.sql import SparkSession
-
-    spark = SparkSession.builder.appName(f"optuna-spark:{settings.name}").getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark = get_spark()
+    data_bc = None
+    if payload is not None:
+        # Pickled bytes, broadcast once: each task unpickles them once (runner.dataset.task_data).
+        data_bc = spark.sparkContext.broadcast(payload)
+        payload = None
     emit("started", study=settings.name, study_id=study_id, n_jobs=settings.n_jobs,
          budget=settings.n_trials, timeout=settings.timeout, split=settings.split,
          master=spark.sparkContext.master, app_id=spark.sparkContext.applicationId,
@@ -154,7 +181,9 @@ def main(argv: list[str]) -> int:
         register_spark()
         with parallel_backend("spark", n_jobs=settings.n_jobs):
             results = Parallel(n_jobs=settings.n_jobs)(
-                delayed(spark_task)(i, job_json, password, deadline) for i in range(settings.n_jobs)
+                delayed(spark_task)(i, job_json, password, deadline, data_bc,
+                                    None if data_bc is None else int(data_bc._jbroadcast.id()))
+                for i in range(settings.n_jobs)
             )
     except Exception as exc:  # a Spark job failed outright (e.g. a lost executor in local mode)
         crash = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:2000]

@@ -277,7 +277,7 @@ class TaskParts:
         self.rdb.engine.dispose()
 
 
-def build_parts(job: Job, password: str | None, index: int) -> TaskParts:
+def build_parts(job: Job, password: str | None, index: int, data: Any = None) -> TaskParts:
     import warnings
 
     import optuna
@@ -293,6 +293,9 @@ def build_parts(job: Job, password: str | None, index: int) -> TaskParts:
     settings = job.study
     target = StorageTarget(settings.storage, password)
     objective = objectives.load(job.objective)
+    if data is not None:
+        # --data: the task's one copy of the data set, the same object for every trial.
+        objective = _with_data(objective, data)
     callbacks = tuple(objectives.load(spec) for spec in job.callbacks)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     rdb = open_rdb_storage(target)
@@ -305,23 +308,41 @@ def build_parts(job: Job, password: str | None, index: int) -> TaskParts:
     return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective, callbacks)
 
 
-def run_task(job_json: str, password: str | None, index: int, deadline: float | None) -> dict[str, Any]:
+def _with_data(objective: Callable[..., Any], data: Any) -> Callable[[Any], Any]:
+    def with_data(trial: Any) -> Any:
+        return objective(trial, data)
+
+    return with_data
+
+
+def run_task(job_json: str, password: str | None, index: int, deadline: float | None,
+             data: Any = None, data_id: int | None = None) -> dict[str, Any]:
+    """`data`: the broadcast of the pickled data set (--data), unpickled here once for all the
+    task's trials (runner.dataset.task_data)."""
     started = time.monotonic()
     job = Job.from_json(job_json)
     shares = job.extra.get("shares")
     share = None if shares is None else int(shares[index])
+    frame, loaded = None, {}
+    if data is not None:
+        from runner import dataset
+
+        before = dataset.load_count()
+        frame = dataset.task_data(data, int(data_id if data_id is not None else -1))
+        loaded = {"data_loads": dataset.load_count() - before,
+                  "data_load_seconds": round(dataset.last_load_seconds(), 4)}
     if job.study.trial_timeout is not None:
-        result = _run_supervised(job, password, index, deadline, share)
+        result = _run_supervised(job, password, index, deadline, share, frame)
     else:
-        result = _run_here(job, password, index, deadline, share)
-    return {"index": index, "host": socket.gethostname(), "error": None, **result,
+        result = _run_here(job, password, index, deadline, share, frame)
+    return {"index": index, "host": socket.gethostname(), "error": None, **result, **loaded,
             "seconds": round(time.monotonic() - started, 3)}
 
 
 def _run_here(job: Job, password: str | None, index: int, deadline: float | None,
-              share: int | None) -> dict[str, Any]:
+              share: int | None, data: Any = None) -> dict[str, Any]:
     """The trials in this process, heartbeats from a thread."""
-    parts = build_parts(job, password, index)
+    parts = build_parts(job, password, index, data)
     beats: dict[int, Heartbeat] = {}
 
     def on_start(trial_id: int) -> None:
@@ -343,7 +364,7 @@ def _run_here(job: Job, password: str | None, index: int, deadline: float | None
 
 
 def _run_supervised(job: Job, password: str | None, index: int, deadline: float | None,
-                    share: int | None) -> dict[str, Any]:
+                    share: int | None, data: Any = None) -> dict[str, Any]:
     """The trials in a child process that a trial past --trial-timeout replaces (runner.supervisor);
     heartbeats from here."""
     from runner.storage import StorageTarget, open_rdb_storage
@@ -362,7 +383,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
         rdb.engine.dispose(close=False)
         ledger._engine.dispose(close=False)
         try:
-            parts = build_parts(job, password, index)
+            parts = build_parts(job, password, index, data)  # forked: the parent's copy of the data
 
             def on_start(trial_id: int) -> None:
                 parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")

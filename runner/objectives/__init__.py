@@ -23,7 +23,8 @@ def resolve(spec: str, cwd: Path | None = None, what: str = "objective") -> Obje
     here to check it."""
     if what == "objective" and spec in BUILTINS:
         module, function = BUILTINS[spec].split(":")
-        return ObjectiveSpec(name=spec, module=module, function=function)
+        fn = getattr(importlib.import_module(module), function)
+        return ObjectiveSpec(name=spec, module=module, function=function, takes_data=data_parameter(fn))
     target, sep, function = spec.rpartition(":")
     if not sep or not target or not function.isidentifier():
         if what != "objective":
@@ -56,7 +57,31 @@ def resolve(spec: str, cwd: Path | None = None, what: str = "objective") -> Obje
     fn = getattr(mod, function, None)
     if not callable(fn):
         raise ConfigError(f"{what} {spec!r}: {module} has no callable {function!r}")
-    return ObjectiveSpec(name=spec, module=module, function=function, ship_file=ship)
+    takes_data = data_parameter(fn) if what == "objective" else "no"
+    return ObjectiveSpec(name=spec, module=module, function=function, ship_file=ship, takes_data=takes_data)
+
+
+def data_parameter(fn: Callable[..., Any]) -> str:
+    """Whether an objective takes the data set (`--data`) as its second argument: "no" for
+    `objective(trial)`, "optional" for `objective(trial, data=None)` (or `*args`), "required"
+    for `objective(trial, data)`. A third parameter without a default cannot be called: refused."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: called with the trial only
+        return "no"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required_after = [p.name for p in positional[2:] if p.default is p.empty]
+    required_after += [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if required_after:
+        raise ConfigError(f"objective {getattr(fn, '__name__', fn)!r} takes more than (trial) or (trial, data): "
+                          f"{', '.join(required_after)} would have no value")
+    if len(positional) >= 2:
+        return "optional" if positional[1].default is not positional[1].empty else "required"
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return "optional"
+    return "no"
 
 
 def _is_under(path: Path, base: Path) -> bool:

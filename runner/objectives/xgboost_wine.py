@@ -6,6 +6,10 @@ device is `cuda:<id>` of the GPU that Spark gave the task, or `cpu`.
 
 With a pruner (`--pruner median|hyperband`), each boosting round reports the validation RMSE as
 the trial's intermediate value, and a trial the pruner stops ends PRUNED at that round.
+
+With `--data` (and `--target`, default `quality`), the same study runs on the user's table: the
+objective receives it as a pandas DataFrame (the label column's name in `data.attrs["target"]`),
+every other column is a feature, and the split is made once per task, not per trial.
 """
 
 from __future__ import annotations
@@ -19,19 +23,37 @@ import optuna
 from runner.objectives.context import device_for_task, gpu_required, task_cpus
 
 DATA_FILE = "winequality-red.csv"
+TARGET = "quality"
 N_ESTIMATORS = 1000
 
 
 @lru_cache(maxsize=1)
 def load_split() -> tuple[Any, Any, Any, Any]:
     import pandas as pd
-    from sklearn.model_selection import train_test_split
 
     with resources.files("runner.data").joinpath(DATA_FILE).open("rb") as fh:
         data = pd.read_csv(fh, sep=";")
-    x = data.drop(columns=["quality"])
-    y = data["quality"]
+    return split(data, TARGET)
+
+
+def split(data: Any, target: str) -> tuple[Any, Any, Any, Any]:
+    from sklearn.model_selection import train_test_split
+
+    x = data.drop(columns=[target])
+    y = data[target]
     return tuple(train_test_split(x, y, test_size=0.2, random_state=42))  # type: ignore[return-value]
+
+
+# The split of the data set the task received (--data): made once, kept with the frame it came
+# from (the frame is the same object for every trial of a task).
+_split_of: tuple[Any, tuple[Any, Any, Any, Any]] | None = None
+
+
+def split_of(data: Any) -> tuple[Any, Any, Any, Any]:
+    global _split_of
+    if _split_of is None or _split_of[0] is not data:
+        _split_of = (data, split(data, data.attrs.get("target", TARGET)))
+    return _split_of[1]
 
 
 def pruning_callback(trial: optuna.Trial) -> Any:
@@ -53,7 +75,7 @@ def pruning_callback(trial: optuna.Trial) -> Any:
     return Pruning()
 
 
-def objective(trial: optuna.Trial) -> float:
+def objective(trial: optuna.Trial, data: Any = None) -> float:
     import xgboost as xgb
     from sklearn.metrics import root_mean_squared_error
 
@@ -64,7 +86,7 @@ def objective(trial: optuna.Trial) -> float:
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.05, 1.0),
         "min_child_weight": trial.suggest_int("min_child_weight", 1, 20),
     }
-    x_train, x_valid, y_train, y_valid = load_split()
+    x_train, x_valid, y_train, y_valid = load_split() if data is None else split_of(data)
     device = device_for_task(require_gpu=gpu_required())
     pruning = None if isinstance(trial.study.pruner, optuna.pruners.NopPruner) else pruning_callback(trial)
     model = xgb.XGBRegressor(

@@ -1,0 +1,230 @@
+"""`tune --data`, its pure parts: options and their checks, the objective's signature, the memory
+limit, the driver file's reader and refusals, the per-process cache of the executors."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from runner import dataset
+from runner.cli import build_parser
+from runner.config import ConfigError, Job, ObjectiveSpec, StudySettings, build_settings
+from runner.dataset import (DataError, DataSpec, MemoryLimit, check_frame, effective_memory_conf, infer_format,
+                            is_url, memory_limit, parse_size, read_driver_file, unescape_sep)
+from runner.objectives import data_parameter
+
+WINE = Path(__file__).resolve().parents[2] / "runner" / "data" / "winequality-red.csv"
+BIG = MemoryLimit(1 << 40, "test")
+
+
+def settings(tmp_path: Path, argv: list[str], config: str | None = None):
+    environ = {}
+    if config is not None:
+        (tmp_path / "runner.toml").write_text(config)
+        environ["OPTUNA_SPARK_CONFIG"] = str(tmp_path / "runner.toml")
+    args = build_parser().parse_args(argv)
+    return build_settings(args.command, vars(args), environ, cwd=tmp_path)
+
+
+@pytest.fixture
+def objective_file(tmp_path: Path) -> Path:
+    (tmp_path / "objs.py").write_text(
+        "def with_data(trial, data):\n    return len(data)\n"
+        "def maybe(trial, data=None):\n    return 0.0\n"
+        "def plain(trial):\n    return 0.0\n")
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    return tmp_path / "objs.py"
+
+
+# ---------------------------------------------------------------------------- signatures
+
+def test_the_objectives_signature_says_whether_it_takes_data() -> None:
+    def plain(trial): ...
+    def required(trial, data): ...
+    def optional(trial, data=None): ...
+    def star(*args): ...
+    def extra_default(trial, data, k=1, *, flag=False): ...
+    def too_many(trial, data, third): ...
+    def keyword_only(trial, *, data): ...
+
+    assert data_parameter(plain) == "no"
+    assert data_parameter(required) == "required"
+    assert data_parameter(optional) == "optional"
+    assert data_parameter(star) == "optional"
+    assert data_parameter(extra_default) == "required"
+    assert data_parameter(lambda t: 0) == "no"
+    for bad in (too_many, keyword_only):
+        with pytest.raises(ConfigError, match="would have no value"):
+            data_parameter(bad)
+
+
+def test_builtin_objectives() -> None:
+    from runner.objectives import resolve
+
+    assert resolve("xgboost-wine").takes_data == "optional"
+    assert resolve("quadratic").takes_data == "no"
+    assert resolve("sleep").takes_data == "no"
+
+
+# ---------------------------------------------------------------------------- options
+
+def test_data_options_become_a_data_spec(tmp_path: Path, objective_file: Path) -> None:
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", "t.csv"])
+    assert s.data == DataSpec(path=str(tmp_path / "t.csv"), format="csv", sep=",", header=True, target=None)
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", "t.csv", "--data-sep", "\\t",
+                            "--data-header", "false", "--target", "b"])
+    assert (s.data.sep, s.data.header, s.data.target) == ("\t", False, "b")
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", "hdfs://nn/x/part-0"])
+    assert s.data.path == "hdfs://nn/x/part-0" and s.data.format == "parquet" and s.data.remote
+    # xgboost-wine's label column is `quality` unless --target says otherwise.
+    s = settings(tmp_path, ["tune", "--objective", "xgboost-wine", "--data", "t.csv"])
+    assert s.data.target == "quality"
+    assert settings(tmp_path, ["tune", "--objective", "xgboost-wine"]).data is None
+    # An objective with an optional data parameter runs without data too.
+    assert settings(tmp_path, ["tune", "--objective", "objs.py:maybe"]).data is None
+
+
+def test_data_options_in_the_config_file(tmp_path: Path, objective_file: Path) -> None:
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data"],
+                 config=f'data = "{tmp_path / "t.csv"}"\ndata_sep = ";"\ndata_header = false\ntarget = "a"\n')
+    assert (s.data.format, s.data.sep, s.data.header, s.data.target) == ("csv", ";", False, "a")
+    # The command line wins.
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--target", "b"],
+                 config=f'data = "{tmp_path / "t.csv"}"\ntarget = "a"\n')
+    assert s.data.target == "b"
+    with pytest.raises(ConfigError, match="data_format must be one of parquet, csv"):
+        settings(tmp_path, ["tune"], config='data_format = "xlsx"\n')
+    with pytest.raises(ConfigError, match="data_header must be true or false"):
+        settings(tmp_path, ["tune"], config='data_header = "yes"\n')
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--objective", "objs.py:plain", "--data", "t.csv"], "takes only (trial)"),
+    (["--objective", "quadratic", "--data", "t.csv"], "takes only (trial)"),
+    (["--objective", "objs.py:with_data"], "takes (trial, data): give --data PATH"),
+    (["--objective", "objs.py:with_data", "--data", "nope.parquet"], "--data nope.parquet does not exist"),
+    (["--objective", "objs.py:with_data", "--target", "a"], "--target needs --data"),
+    (["--objective", "objs.py:with_data", "--data-sep", ";"], "--data-sep needs --data"),
+    (["--objective", "objs.py:with_data", "--data", "t.csv", "--data-format", "parquet", "--data-sep", ";"],
+     "--data-sep applies to CSV data only"),
+    (["--objective", "objs.py:with_data", "--data", "t.csv", "--data-sep", ";;"], "one character"),
+    (["--objective", "objs.py:with_data", "--data", "t.csv", "--target", " "], "--target must name a column"),
+])
+def test_bad_data_options(tmp_path: Path, objective_file: Path, argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, ["tune", *argv])
+    assert message in str(err.value)
+
+
+def test_the_job_file_carries_the_data_spec() -> None:
+    spec = DataSpec(path="/d/x.csv", format="csv", sep=";", header=False, target="y", payload_file="/p/data.pickle")
+    job = Job(study=StudySettings(name="s", storage="sqlite:///x.db", n_trials=3),
+              objective=ObjectiveSpec("o", "m", "f", takes_data="required"), data=spec)
+    back = Job.from_json(job.to_json())
+    assert back.data == spec and back.objective.takes_data == "required"
+    assert Job.from_json(Job(study=job.study, objective=job.objective).to_json()).data is None
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+def test_formats_urls_and_separators() -> None:
+    assert infer_format("/d/wine.csv") == "csv" and infer_format("x.TSV") == "csv"
+    assert infer_format("/d/wine.parquet") == "parquet" and infer_format("/d/table/") == "parquet"
+    assert is_url("hdfs://nn:8020/x") and is_url("s3a://b/k") and is_url("file:///shared/x")
+    assert not is_url("/srv/x.parquet") and not is_url("data/x.csv") and not is_url("c:x")
+    assert unescape_sep("\\t") == "\t" and unescape_sep(";") == ";"
+    with pytest.raises(DataError):
+        unescape_sep("")
+
+
+def test_sizes_and_the_memory_limit() -> None:
+    assert parse_size("512m") == 512 << 20 and parse_size("4g") == 4 << 30 and parse_size("2048") == 2048 << 20
+    assert parse_size("1.5g") == int(1.5 * (1 << 30)) and parse_size("64k") == 64 << 10
+    assert parse_size("100mb") == 100 << 20 and parse_size("10b") == 10 and parse_size("lots") is None
+    # Spark's defaults: 1g each, a quarter of it.
+    assert memory_limit({}).bytes == 256 << 20
+    limit = memory_limit({"spark.executor.memory": "8m", "spark.driver.memory": "4g"})
+    assert limit.bytes == 2 << 20 and "spark.executor.memory 8m" in limit.why
+    limit = memory_limit({"spark.executor.memory": "8g", "spark.driver.memory": "2g",
+                          "spark.executor.pyspark.memory": "512m"})
+    assert limit.bytes == 256 << 20 and "pyspark.memory" in limit.why
+
+
+def test_memory_settings_follow_sparks_precedence() -> None:
+    defaults = {"spark.executor.memory": "2g", "spark.driver.memory": "3g", "spark.other": "x"}
+    assert effective_memory_conf(None, None, (), defaults) == {"spark.executor.memory": "2g",
+                                                               "spark.driver.memory": "3g"}
+    assert effective_memory_conf("4g", None, (), defaults)["spark.executor.memory"] == "4g"
+    conf = effective_memory_conf("4g", "1g", (("spark.executor.memory", "6g"),), defaults)
+    assert conf == {"spark.executor.memory": "6g", "spark.driver.memory": "1g"}
+
+
+def test_check_frame_refuses_a_missing_target_an_empty_table_and_a_large_one() -> None:
+    frame = pd.DataFrame({"a": range(1000), "b": [1.0] * 1000})
+    spec = DataSpec(path="/d/x.parquet", target="b")
+    check_frame(spec, frame, BIG)
+    assert frame.attrs["target"] == "b"
+    with pytest.raises(DataError, match=r"has no column 'y' \(--target\); its columns: a, b"):
+        check_frame(DataSpec(path="/d/x.parquet", target="y"), frame, BIG)
+    with pytest.raises(DataError, match="has no rows"):
+        check_frame(spec, frame.iloc[:0], BIG)
+    with pytest.raises(DataError, match=r"takes 15\.8 KiB in memory, more than this run allows \(1\.0 KiB: t\)"):
+        check_frame(spec, frame, MemoryLimit(1024, "t"))
+
+
+# ---------------------------------------------------------------------------- the driver's file
+
+def test_reading_a_driver_file(tmp_path: Path) -> None:
+    wine = read_driver_file(DataSpec(path=str(WINE), format="csv", sep=";", target="quality"), BIG)
+    assert wine.shape == (1599, 12) and wine.attrs["target"] == "quality"
+    wine.to_parquet(tmp_path / "w.parquet")
+    assert read_driver_file(DataSpec(path=str(tmp_path / "w.parquet")), BIG).equals(wine)
+    # A folder of parts, as Spark writes it.
+    (tmp_path / "parts").mkdir()
+    wine.iloc[:800].to_csv(tmp_path / "parts" / "part-0.csv", index=False, header=False)
+    wine.iloc[800:].to_csv(tmp_path / "parts" / "part-1.csv", index=False, header=False)
+    (tmp_path / "parts" / "_SUCCESS").write_text("")
+    parts = read_driver_file(DataSpec(path=str(tmp_path / "parts"), format="csv", header=False, target="_c11"), BIG)
+    assert len(parts) == 1599 and list(parts.columns)[-1] == "_c11"
+
+
+def test_driver_file_refusals(tmp_path: Path) -> None:
+    text = tmp_path / "notes.parquet"
+    text.write_text("this is not parquet\n" * 10)
+    with pytest.raises(DataError, match="is not readable as Parquet"):
+        read_driver_file(DataSpec(path=str(text)), BIG)
+    with pytest.raises(DataError, match="does not exist"):
+        read_driver_file(DataSpec(path=str(tmp_path / "gone.csv"), format="csv"), BIG)
+    with pytest.raises(DataError, match=r"no column 'quality' \(--target\) \(check --data-sep\)"):
+        read_driver_file(DataSpec(path=str(WINE), format="csv", sep=",", target="quality"), BIG)
+    # Over the limit already on disk: refused before it is read.
+    with pytest.raises(DataError, match="on disk, more than this run allows"):
+        read_driver_file(DataSpec(path=str(WINE), format="csv", sep=";"), MemoryLimit(1000, "t"))
+
+
+# ---------------------------------------------------------------------------- executor side
+
+class FakeBroadcast:
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.reads = 0
+        self.payload = pickle.dumps(frame)
+
+    @property
+    def value(self) -> bytes:
+        self.reads += 1
+        return self.payload
+
+
+def test_a_process_unpickles_a_data_set_once() -> None:
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    first, second = FakeBroadcast(frame), FakeBroadcast(frame)
+    before = dataset.load_count()
+    a = dataset.task_data(first, 101)
+    assert dataset.task_data(first, 101) is a and dataset.task_data(FakeBroadcast(frame), 101) is a
+    assert dataset.load_count() == before + 1 and first.reads == 1 and a.equals(frame)
+    b = dataset.task_data(second, 102)   # another broadcast: loaded, the first one let go
+    assert b is not a and dataset.load_count() == before + 2
+    assert 101 not in dataset._cache
