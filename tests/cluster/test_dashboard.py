@@ -4,6 +4,7 @@ only the cluster's hosts reach it), in a real headless Chromium, listing both st
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -49,9 +50,18 @@ def tunnel():
 
 
 def test_the_dashboard_lists_both_studies_in_chromium(tunnel: str, tmp_path: Path) -> None:
-    page = dom(f"{tunnel}/dashboard", tmp_path / "profile")
+    # Each study is a card headed "<study id>. <name>". The page fills its list from /api/studies
+    # after a 2 MB bundle; on a loaded machine that can outlast one virtual-time budget, so it is
+    # looked at up to three times.
+    def listed(page: str, study: str) -> bool:
+        return re.search(rf">(\d+\. )?{re.escape(study)}<", page) is not None
+
+    for attempt in range(3):
+        page = dom(f"{tunnel}/dashboard", tmp_path / f"profile{attempt}")
+        if all(listed(page, study) for study in ("optuna-spark", "optuna-spark-xgboost")):
+            break
     for study in ("optuna-spark", "optuna-spark-xgboost"):
-        assert f">{study}<" in page, f"the dashboard's page does not list {study}: {page[:3000]}"
-    shot = screenshot(f"{tunnel}/dashboard", tmp_path / "profile2", "dashboard.png")
+        assert listed(page, study), f"the dashboard's page does not list {study}: {page[:3000]}"
+    shot = screenshot(f"{tunnel}/dashboard", tmp_path / "profile-shot", "dashboard.png")
     width, height = png_size(shot)
     assert (width, height) == (1400, 900) and shot.stat().st_size > 20_000, (width, height, shot.stat().st_size)

@@ -51,7 +51,7 @@ def test_a_parquet_file_of_the_driver_reaches_every_trial_on_the_workers(study_n
     rows, checksum = int(made.stdout.split()[0]), float(made.stdout.split()[1])
     # The runner runs as its own account: the file and the objective must be readable by it.
     assert on_driver("chmod", "644", path).returncode == 0
-    obj = f"/tmp/{study_name}_obj.py"
+    obj = f"/tmp/{study_name.replace('-', '_')}_obj.py"  # a module name: no dash
     assert on_driver("sh", "-c", f"cat > {obj}", input=OBJECTIVE.format(path=path)).returncode == 0
     try:
         proc = runner("tune", "--study", study_name, "--objective", f"{obj}:objective", "--data", path,

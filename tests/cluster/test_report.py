@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -41,6 +42,7 @@ def test_a_report_of_a_cluster_study(study_name: str, tmp_path: Path) -> None:
     url = (out / "report.html").as_uri()
     page = dom(url, tmp_path / "profile", "--proxy-server=127.0.0.1:9")
     assert page.count('class="main-svg"') >= 5, "the report's plots did not render"
-    assert "cdn.plot.ly" not in (out / "report.html").read_text()
+    # plotly.js itself names cdn.plot.ly (a topojson default): what matters is that nothing is loaded from it.
+    assert not re.search(r"<(script|link)[^>]*\b(src|href)=[\"']?https?:", (out / "report.html").read_text())
     shot = screenshot(url, tmp_path / "profile2", "report.png", "--proxy-server=127.0.0.1:9", size="1300,2400")
     assert png_size(shot) == (1300, 2400)
