@@ -88,17 +88,56 @@ def test_data_options_become_a_data_spec(tmp_path: Path, objective_file: Path) -
 
 
 def test_data_options_in_the_config_file(tmp_path: Path, objective_file: Path) -> None:
-    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data"],
-                 config=f'data = "{tmp_path / "t.csv"}"\ndata_sep = ";"\ndata_header = false\ntarget = "a"\n')
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", "t.csv"],
+                 config='data_sep = ";"\ndata_header = false\ntarget = "a"\n')
     assert (s.data.format, s.data.sep, s.data.header, s.data.target) == ("csv", ";", False, "a")
     # The command line wins.
-    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--target", "b"],
-                 config=f'data = "{tmp_path / "t.csv"}"\ntarget = "a"\n')
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", "t.csv", "--target", "b"],
+                 config='target = "a"\n')
     assert s.data.target == "b"
+    # Without --data, the config file's data options are unused defaults: a (trial) objective runs.
+    assert settings(tmp_path, ["tune", "--objective", "objs.py:plain"],
+                    config='data_sep = ";"\ntarget = "a"\n').data is None
     with pytest.raises(ConfigError, match="data_format must be one of parquet, csv"):
         settings(tmp_path, ["tune"], config='data_format = "xlsx"\n')
     with pytest.raises(ConfigError, match="data_header must be true or false"):
         settings(tmp_path, ["tune"], config='data_header = "yes"\n')
+
+
+def test_the_data_set_is_command_line_only(tmp_path: Path, objective_file: Path) -> None:
+    """A config file's data set would reach every objective, the (trial)-only ones too."""
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, ["tune", "--objective", "objs.py:plain"], config=f'data = "{tmp_path / "t.csv"}"\n')
+    assert str(err.value) == (f"config file {tmp_path / 'runner.toml'}: data is a command-line option only "
+                              "(--data), not a config key")
+
+
+def test_an_empty_data_is_no_data_set(tmp_path: Path, objective_file: Path) -> None:
+    assert settings(tmp_path, ["tune", "--objective", "objs.py:plain", "--data", ""]).data is None
+    assert settings(tmp_path, ["tune", "--objective", "objs.py:maybe", "--data", ""]).data is None
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", ""])
+    assert str(err.value) == "objective 'objs.py:with_data' takes (trial, data): give --data PATH (--data '' is no data set)"
+    with pytest.raises(ConfigError, match="--data-sep needs --data PATH"):
+        settings(tmp_path, ["tune", "--objective", "objs.py:maybe", "--data", "", "--data-sep", ";"])
+
+
+def test_errors_name_the_config_key_or_the_flag(tmp_path: Path, objective_file: Path) -> None:
+    (tmp_path / "t.parquet").write_bytes(b"")
+    toml = tmp_path / "runner.toml"
+    cases = [
+        (["--data", "t.parquet"], 'data_sep = ";"\n', f"data_sep in config file {toml} applies to CSV data only"),
+        (["--data", "t.parquet"], "data_header = false\n",
+         f"data_header in config file {toml} applies to CSV data only"),
+        (["--data", "t.parquet", "--data-header", "false"], "", "--data-header applies to CSV data only"),
+        (["--data", "t.csv"], 'data_sep = ";;"\n', f"data_sep in config file {toml} must be one character"),
+        (["--data", "t.csv", "--data-sep", ";;"], 'data_sep = ";"\n', "--data-sep must be one character"),
+        (["--data", "t.csv"], 'target = " "\n', f"target in config file {toml} must name a column"),
+    ]
+    for argv, config, message in cases:
+        with pytest.raises(ConfigError) as err:
+            settings(tmp_path, ["tune", "--objective", "objs.py:with_data", *argv], config=config)
+        assert str(err.value).startswith(message), (argv, config, str(err.value))
 
 
 @pytest.mark.parametrize("argv, message", [
