@@ -602,6 +602,8 @@ def data_settings(values: dict[str, Any], cli: dict[str, Any], objective: Object
     data_sep, data_header and target may come from the config file: defaults that apply when
     --data is given. Every error names where the setting came from: the flag, or the config
     file's key."""
+    from urllib.parse import urlsplit
+
     from runner.dataset import DataError, DataSpec, infer_format, is_url, unescape_sep
 
     def source(key: str) -> str:
@@ -622,6 +624,16 @@ def data_settings(values: dict[str, Any], cli: dict[str, Any], objective: Object
     if objective.takes_data == "no":
         raise ConfigError(f"--data: objective {objective.name!r} takes only (trial); define it as "
                           "objective(trial, data) to receive the data set (a pandas DataFrame)")
+    if is_url(path):
+        try:
+            parts = urlsplit(path)
+            has_credentials = bool(parts.username or parts.password)
+        except ValueError:
+            raise ConfigError("--data is not a valid URL") from None
+        if has_credentials:
+            # It would be written to the job file, the run's events and Spark's logs: never echoed.
+            raise ConfigError("--data must not carry a user or password in its URL: give Spark the "
+                              "credentials in its configuration (--conf, e.g. spark.hadoop.fs.s3a.access.key)")
     fmt = values.get("data_format") or infer_format(path)
     if fmt != "csv":
         for key in ("data_sep", "data_header"):

@@ -140,6 +140,18 @@ def test_errors_name_the_config_key_or_the_flag(tmp_path: Path, objective_file: 
         assert str(err.value).startswith(message), (argv, config, str(err.value))
 
 
+@pytest.mark.parametrize("url", ["s3a://AKIAKEY:s3cr3t@bucket/train.parquet", "https://u:p@host/t.csv",
+                                 "hdfs://alice@nn:8020/t", "s3a://:only-a-secret@bucket/t"])
+def test_a_data_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path, objective_file: Path,
+                                                                     url: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", url])
+    message = str(err.value)
+    assert message.startswith("--data must not carry a user or password in its URL") and "\n" not in message
+    for secret in ("AKIAKEY", "s3cr3t", "u:p", "alice", "only-a-secret"):
+        assert secret not in message
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--objective", "objs.py:plain", "--data", "t.csv"], "takes only (trial)"),
     (["--objective", "quadratic", "--data", "t.csv"], "takes only (trial)"),
