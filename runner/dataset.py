@@ -10,7 +10,10 @@ Where the data is read:
   the driver, checked and broadcast the same way.
 
 Each Spark task unpickles the broadcast once (`task_data`, cached per Python worker process by
-broadcast id) and the objective receives that same DataFrame in every trial the task runs.
+broadcast id); each trial the task runs receives its own shallow copy of that DataFrame
+(`trial_copy`), with pandas' copy-on-write on in the process (`copy_on_write`): the copy shares
+the data until the objective writes to it, and a write (a value set in place, a column added,
+dropped or replaced, `attrs` changed) copies what it changes, so no trial sees another's changes.
 
 The limit: the data set must fit in memory several times over (the driver holds the frame and its
 pickled bytes, each executor's JVM the broadcast's blocks, each of its Python workers one frame).
@@ -29,6 +32,7 @@ import os
 import pickle
 import re
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +311,36 @@ def task_data(broadcast: Any, key: int) -> Any:
         _loads += 1
         _load_seconds = time.perf_counter() - started
     return _cache[key]
+
+
+def copy_on_write() -> None:
+    """pandas' copy-on-write in this process (pandas 3's behaviour, an option of pandas 2): a
+    trial's shallow copy (`trial_copy`) then never writes into the task's frame. Under it a NumPy
+    view of a column (`data["x"].values`) is read-only: copy it (`.to_numpy(copy=True)`) to write."""
+    import pandas as pd
+
+    if int(pd.__version__.split(".", 1)[0]) < 3:
+        pd.set_option("mode.copy_on_write", True)
+
+
+_last_copy: tuple[Any, Any] | None = None  # (a weak reference to the last trial's copy, its frame)
+
+
+def trial_copy(frame: Any) -> Any:
+    """A trial's own view of the task's frame: a shallow copy (no data copied), which copy-on-write
+    keeps from changing the frame (or the next trial's copy) whatever the objective does to it."""
+    global _last_copy
+    copy = frame.copy(deep=False)
+    _last_copy = (weakref.ref(copy), frame)
+    return copy
+
+
+def origin(data: Any) -> Any:
+    """The task's frame that the current trial's copy `data` was made from (`data` itself for any
+    other object): the key for a cache kept across the trials of a task (xgboost-wine's split)."""
+    if _last_copy is not None and _last_copy[0]() is data:
+        return _last_copy[1]
+    return data
 
 
 def load_count() -> int:

@@ -301,7 +301,7 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None) ->
     target = StorageTarget(settings.storage, password)
     objective = objectives.load(job.objective)
     if data is not None:
-        # --data: the task's one copy of the data set, the same object for every trial.
+        # --data: the task's one copy of the data set; each trial gets its own shallow copy of it.
         objective = _with_data(objective, data)
     callbacks = tuple(objectives.load(spec) for spec in job.callbacks)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
@@ -316,8 +316,14 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None) ->
 
 
 def _with_data(objective: Callable[..., Any], data: Any) -> Callable[[Any], Any]:
+    """The objective called with a trial's own (shallow, copy-on-write) copy of the task's data
+    set: what one trial does to it, another never sees (runner.dataset.trial_copy)."""
+    from runner.dataset import copy_on_write, trial_copy
+
+    copy_on_write()
+
     def with_data(trial: Any) -> Any:
-        return objective(trial, data)
+        return objective(trial, trial_copy(data))
 
     return with_data
 

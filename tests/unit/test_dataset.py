@@ -279,3 +279,42 @@ def test_a_process_unpickles_a_data_set_once() -> None:
     b = dataset.task_data(second, 102)   # another broadcast: loaded, the first one let go
     assert b is not a and dataset.load_count() == before + 2
     assert 101 not in dataset._cache
+
+
+def test_what_a_trial_does_to_its_data_the_next_trial_never_sees() -> None:
+    """Each trial gets a shallow, copy-on-write copy of the task's frame (runner.task._with_data):
+    an objective that changes its data in every way it can leaves the next trial's intact."""
+    from runner.task import _with_data
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
+    frame.attrs["target"] = "a"
+    original = frame.copy(deep=True)
+    seen: list[tuple] = []
+
+    def objective(trial: int, data: pd.DataFrame) -> float:
+        seen.append((data.equals(original), list(data.columns), dict(data.attrs), data is frame))
+        data.iloc[0, 0] = -1.0
+        data.loc[1, "a"] = -2.0
+        data["a"] *= 10
+        data["c"] = 0
+        data.drop(columns=["b"], inplace=True)
+        data.sort_values("a", ascending=False, inplace=True)
+        data.attrs["target"] = "c"
+        return 0.0
+
+    with pd.option_context("mode.copy_on_write", False):  # restored after the test
+        run = _with_data(objective, frame)
+        for trial in range(3):
+            run(trial)
+    assert seen == [(True, ["a", "b"], {"target": "a"}, False)] * 3
+    assert frame.equals(original) and frame.attrs == {"target": "a"}
+
+
+def test_a_cache_across_trials_finds_the_tasks_frame_of_a_trials_copy() -> None:
+    frame = pd.DataFrame({"a": [1, 2]})
+    with pd.option_context("mode.copy_on_write", False):
+        dataset.copy_on_write()
+        copy = dataset.trial_copy(frame)
+        assert copy is not frame and dataset.origin(copy) is frame
+        other = pd.DataFrame({"a": [1, 2]})
+        assert dataset.origin(other) is other
