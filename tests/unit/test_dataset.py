@@ -318,3 +318,41 @@ def test_a_cache_across_trials_finds_the_tasks_frame_of_a_trials_copy() -> None:
         assert copy is not frame and dataset.origin(copy) is frame
         other = pd.DataFrame({"a": [1, 2]})
         assert dataset.origin(other) is other
+
+
+# ---------------------------------------------------------------------------- a URL's estimate
+
+def test_a_rows_width_from_its_schema_is_not_below_pandas_own_count() -> None:
+    """The estimate made before collecting a URL (runner.dataset.row_width) against what pandas
+    counts once the table is collected (memory_usage(deep=True)), for the types toPandas makes."""
+    import datetime
+    import decimal
+
+    rows = 1000
+    frame = pd.DataFrame({
+        "i": pd.Series(range(rows), dtype="int64"), "f": [0.5] * rows, "b": [True] * rows,
+        "t": pd.Series(pd.date_range("2024-01-01", periods=rows, freq="s")),
+        "d": [datetime.date(2024, 1, 1)] * rows, "m": [decimal.Decimal("1.25")] * rows,
+        "s": [f"text {n:05d}" for n in range(rows)], "y": [b"0123456789"] * rows,
+    })
+    width = dataset.row_width(["long", "double", "boolean", "timestamp", "date", "decimal", "string", "binary"],
+                              [10.0, 10.0])
+    actual = dataset.frame_size(frame)
+    assert actual <= rows * width <= 1.5 * actual
+    # Text columns all null: the pointer and the None.
+    assert dataset.row_width(["string", "integer"], [None]) == 8 + 49 + 8
+    assert dataset.row_width(["array"], []) == dataset.OTHER_WIDTH
+
+
+def test_an_out_of_memory_collect_is_told_from_other_errors() -> None:
+    spark_error = RuntimeError(
+        "An error occurred while calling o91.collectAsArrowToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized results "
+        "of 3 tasks (1225.4 KiB) is bigger than spark.driver.maxResultSize (1024.0 KiB)\n\tat org.apache...")
+    assert dataset.out_of_memory(spark_error) == (
+        "org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized results "
+        "of 3 tasks (1225.4 KiB) is bigger than spark.driver.maxResultSize (1024.0 KiB)")
+    assert "Java heap space" in (dataset.out_of_memory(RuntimeError("x\njava.lang.OutOfMemoryError: Java heap space"))
+                                 or "")
+    assert dataset.out_of_memory(MemoryError()) == "MemoryError"
+    assert dataset.out_of_memory(RuntimeError("[PATH_NOT_FOUND] Path does not exist: file:/x")) is None
