@@ -334,8 +334,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("outage_timeout", "float", 120.0, above=0),
     Option("trial_timeout", "float", above=0),
     Option("verbose", "bool", False, in_file=False),
-    # tune --data (runner.dataset): the study's data set, its format and the label column.
-    Option("data", "str"),
+    # tune --data (runner.dataset): the study's data set, its format and the label column. The
+    # data set itself is command-line only (a config file's would reach every objective, also the
+    # (trial)-only ones); its format, separator, header and label may be the config file's defaults.
+    Option("data", "str", in_file=False),
     Option("data_format", "str", choices=("parquet", "csv")),
     Option("data_sep", "str"),
     Option("data_header", "bool"),
@@ -419,6 +421,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    cli_only = sorted(k for k in data if k in _BY_KEY and not _BY_KEY[k].in_file)
+    if cli_only:
+        raise ConfigError(f"config file {path}: {', '.join(cli_only)} is a command-line option only "
+                          f"({', '.join(_BY_KEY[k].flag for k in cli_only)}), not a config key")
     unknown = sorted(set(data) - set(FILE_KEYS))
     if unknown:
         raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)} "
@@ -577,7 +583,7 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
     _check_sampler_needs(study.sampler)
     objective = objectives.resolve(values["objective"], cwd)
     callbacks = tuple(objectives.resolve(spec, cwd, what="callback") for spec in values["callback"] or ())
-    data = data_settings(values, cli, objective, cwd)
+    data = data_settings(values, cli, objective, cwd, common["config_path"])
     return RunSettings(**common, output=values["output"], study_name=name, verbose=bool(values["verbose"]),
                        study=study, spark=spark, objective=objective, callbacks=callbacks, spark_secret=secret,
                        dashboard_url=_dashboard_url(values["dashboard_url"]), data=data)
@@ -588,36 +594,59 @@ DEFAULT_TARGETS = {"xgboost-wine": "quality"}
 
 
 def data_settings(values: dict[str, Any], cli: dict[str, Any], objective: ObjectiveSpec,
-                  cwd: Path | None = None) -> Any:
+                  cwd: Path | None = None, config_path: Path | None = None) -> Any:
     """--data and its options, checked against each other and against the objective's signature
-    (runner.dataset reads the data itself later)."""
+    (runner.dataset reads the data itself later).
+
+    `--data` is command-line only; `--data ''` (empty) is explicitly no data set. data_format,
+    data_sep, data_header and target may come from the config file: defaults that apply when
+    --data is given. Every error names where the setting came from: the flag, or the config
+    file's key."""
+    from urllib.parse import urlsplit
+
     from runner.dataset import DataError, DataSpec, infer_format, is_url, unescape_sep
 
+    def source(key: str) -> str:
+        if cli.get(key) is not None or config_path is None:
+            return _BY_KEY[key].flag
+        return f"{key} in config file {config_path}"
+
     path = values.get("data")
-    if not path:
-        given = [f"--{k.replace('_', '-')}" for k in ("data_format", "data_sep", "data_header", "target")
+    if not path:  # not given, or --data '': no data set
+        given = [_BY_KEY[k].flag for k in ("data_format", "data_sep", "data_header", "target")
                  if cli.get(k) is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} needs --data PATH")
         if objective.takes_data == "required":
-            raise ConfigError(f"objective {objective.name!r} takes (trial, data): give --data PATH")
+            why = " (--data '' is no data set)" if path == "" else ""
+            raise ConfigError(f"objective {objective.name!r} takes (trial, data): give --data PATH{why}")
         return None
     if objective.takes_data == "no":
         raise ConfigError(f"--data: objective {objective.name!r} takes only (trial); define it as "
                           "objective(trial, data) to receive the data set (a pandas DataFrame)")
+    if is_url(path):
+        try:
+            parts = urlsplit(path)
+            has_credentials = bool(parts.username or parts.password)
+        except ValueError:
+            raise ConfigError("--data is not a valid URL") from None
+        if has_credentials:
+            # It would be written to the job file, the run's events and Spark's logs: never echoed.
+            raise ConfigError("--data must not carry a user or password in its URL: give Spark the "
+                              "credentials in its configuration (--conf, e.g. spark.hadoop.fs.s3a.access.key)")
     fmt = values.get("data_format") or infer_format(path)
     if fmt != "csv":
         for key in ("data_sep", "data_header"):
             if values.get(key) is not None:
-                raise ConfigError(f"--{key.replace('_', '-')} applies to CSV data only (--data-format csv)")
+                raise ConfigError(f"{source(key)} applies to CSV data only (--data-format csv)")
     try:
         sep = unescape_sep(values.get("data_sep") or ",")
     except DataError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc).replace("--data-sep", source("data_sep"), 1)) from None
     header = True if values.get("data_header") is None else bool(values["data_header"])
     target = values.get("target")
     if target is not None and not target.strip():
-        raise ConfigError("--target must name a column")
+        raise ConfigError(f"{source('target')} must name a column")
     if target is None:
         target = DEFAULT_TARGETS.get(objective.name)
     if not is_url(path):

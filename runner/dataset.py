@@ -7,10 +7,17 @@ Where the data is read:
   folder; the Spark application broadcasts those bytes. The workers never need the file.
 - a URL (`hdfs://`, `s3a://`, `file://` for a shared file system mounted at the same path on
   every node, ...) is read by the Spark application through `spark.read`, collected to pandas on
-  the driver, checked and broadcast the same way.
+  the driver (with Arrow), checked and broadcast the same way. Before the collect, its size in
+  memory is estimated (`estimate_memory`: its rows, counted by Spark, times a row's width from
+  the schema, with the average length of its text and binary columns measured by the same
+  Spark job), and a table over the limit is refused there, not after the driver has run out of
+  memory collecting it.
 
 Each Spark task unpickles the broadcast once (`task_data`, cached per Python worker process by
-broadcast id) and the objective receives that same DataFrame in every trial the task runs.
+broadcast id); each trial the task runs receives its own shallow copy of that DataFrame
+(`trial_copy`), with pandas' copy-on-write on in the process (`copy_on_write`): the copy shares
+the data until the objective writes to it, and a write (a value set in place, a column added,
+dropped or replaced, `attrs` changed) copies what it changes, so no trial sees another's changes.
 
 The limit: the data set must fit in memory several times over (the driver holds the frame and its
 pickled bytes, each executor's JVM the broadcast's blocks, each of its Python workers one frame).
@@ -29,6 +36,7 @@ import os
 import pickle
 import re
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,10 +250,89 @@ def describe(spec: DataSpec, frame: Any, where: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- through Spark
 
+# A value's size in a pandas DataFrame (what `memory_usage(deep=True)` counts), by Spark type, as
+# `toPandas` converts it: numbers, booleans and timestamps in NumPy columns (8 bytes: the widest;
+# a nullable integer or boolean column becomes float64 or object), the rest Python objects (an
+# 8-byte pointer and the object: `datetime.date` 32 bytes, `Decimal` 104, `str` 49 + its length,
+# `bytes` 33 + its length; lists, dicts and rows of nested types a rough 200).
+FIXED_WIDTH = {"byte": 8, "short": 8, "integer": 8, "long": 8, "float": 8, "double": 8, "boolean": 8,
+               "timestamp": 8, "timestamp_ntz": 8, "date": 8 + 32, "decimal": 8 + 104, "void": 8}
+TEXT_OVERHEAD = {"string": 8 + 49, "binary": 8 + 33}
+OTHER_WIDTH = 8 + 200
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    rows: int
+    row_bytes: float
+
+    @property
+    def bytes(self) -> int:
+        return int(self.rows * self.row_bytes)
+
+
+def row_width(types: list[str], text_lengths: list[float | None]) -> float:
+    """A row's estimated size in pandas (bytes) from its columns' Spark type names (`typeName()`:
+    "integer", "string", "decimal", ...), `text_lengths` holding the average byte length of each
+    text or binary column, in order (None: all its values null)."""
+    lengths = iter(text_lengths)
+    width = 0.0
+    for name in types:
+        if name in TEXT_OVERHEAD:
+            width += TEXT_OVERHEAD[name] + float(next(lengths, None) or 0.0)
+        else:
+            width += FIXED_WIDTH.get(name, OTHER_WIDTH)
+    return width
+
+
+def estimate_memory(df: Any) -> MemoryEstimate:
+    """The DataFrame's size once collected to pandas, estimated by one Spark job on the executors
+    (its rows, the average byte length of its text and binary columns) and its schema."""
+    from pyspark.sql import functions as F
+
+    fields = list(df.schema.fields)
+    types = [f.dataType.typeName() for f in fields]
+    text = [f"`{f.name.replace('`', '``')}`" for f, t in zip(fields, types) if t in TEXT_OVERHEAD]
+    row = df.agg(F.count(F.lit(1)), *[F.avg(F.octet_length(F.col(c))) for c in text]).collect()[0]
+    lengths = [None if v is None else float(v) for v in list(row)[1:]]
+    return MemoryEstimate(int(row[0]), row_width(types, lengths))
+
+
+ARROW = "spark.sql.execution.arrow.pyspark.enabled"
+
+
+def collect_with_arrow(spark: Any, df: Any) -> Any:
+    """`df.toPandas()` through Arrow (columnar batches, not a Python object per value on the
+    driver's way in); Spark's own fallback to the plain collect stays on for a type Arrow cannot
+    convert. The session's setting is put back afterwards."""
+    before = spark.conf.get(ARROW, "false")
+    spark.conf.set(ARROW, "true")
+    try:
+        return df.toPandas()
+    finally:
+        spark.conf.set(ARROW, before)
+
+
+_OUT_OF_MEMORY = ("spark.driver.maxResultSize", "OutOfMemoryError", "Java heap space", "GC overhead limit exceeded",
+                  "MemoryError")
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The line of a Spark or Python error that says the collect ran out of memory (the driver's
+    heap, spark.driver.maxResultSize, Python's), None for any other error."""
+    if isinstance(exc, MemoryError):
+        return _first_line(exc) if str(exc).strip() else "MemoryError"
+    for line in str(exc).splitlines():
+        if any(marker in line for marker in _OUT_OF_MEMORY):
+            return line.strip().lstrip(": ")[:300]
+    return None
+
+
 def read_through_spark(spark: Any, spec: DataSpec, limit: MemoryLimit) -> Any:
     """A URL Spark reads (`hdfs://`, `s3a://`, `file://` on a shared file system), collected to
-    pandas on the driver and checked. Refused before collecting when its size on storage is
-    already over the limit."""
+    pandas on the driver and checked. Refused before collecting when its size on storage, or its
+    estimated size in memory (`estimate_memory`), is already over the limit; a collect that still
+    runs out of memory is the same size refusal."""
     reader = spark.read
     try:
         if spec.format == "parquet":
@@ -254,14 +341,23 @@ def read_through_spark(spark: Any, spec: DataSpec, limit: MemoryLimit) -> Any:
             df = reader.options(sep=spec.sep, header=str(spec.header).lower(), inferSchema="true").csv(spec.path)
         try:
             on_storage = int(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes().longValue())
-        except Exception:  # noqa: BLE001 - no estimate: the in-memory check still applies
+        except Exception:  # noqa: BLE001 - no estimate: the in-memory checks still apply
             on_storage = 0
         check_size(spec, on_storage, limit, "on storage")
-        frame = df.toPandas()
+        estimate = estimate_memory(df)
+        check_size(spec, estimate.bytes, limit,
+                   f"in memory (estimated before collecting it: {estimate.rows} rows of about "
+                   f"{human(estimate.row_bytes)})")
+        frame = collect_with_arrow(spark, df)
     except DataError:
         raise
-    except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException, a reader's error
+    except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException, a reader's error, out of memory
         text = _first_line(exc)
+        memory = out_of_memory(exc)
+        if memory is not None:
+            raise DataError(
+                f"data {spec.path} does not fit in the driver's memory when collected ({memory}): raise "
+                "--driver-memory (and spark.driver.maxResultSize), or use a smaller data set") from None
         if "PATH_NOT_FOUND" in text or "Path does not exist" in text:
             raise DataError(f"data {spec.path} does not exist") from None
         raise DataError(f"data {spec.path} is not readable as {_format_text(spec)}: {text}") from None
@@ -307,6 +403,36 @@ def task_data(broadcast: Any, key: int) -> Any:
         _loads += 1
         _load_seconds = time.perf_counter() - started
     return _cache[key]
+
+
+def copy_on_write() -> None:
+    """pandas' copy-on-write in this process (pandas 3's behaviour, an option of pandas 2): a
+    trial's shallow copy (`trial_copy`) then never writes into the task's frame. Under it a NumPy
+    view of a column (`data["x"].values`) is read-only: copy it (`.to_numpy(copy=True)`) to write."""
+    import pandas as pd
+
+    if int(pd.__version__.split(".", 1)[0]) < 3:
+        pd.set_option("mode.copy_on_write", True)
+
+
+_last_copy: tuple[Any, Any] | None = None  # (a weak reference to the last trial's copy, its frame)
+
+
+def trial_copy(frame: Any) -> Any:
+    """A trial's own view of the task's frame: a shallow copy (no data copied), which copy-on-write
+    keeps from changing the frame (or the next trial's copy) whatever the objective does to it."""
+    global _last_copy
+    copy = frame.copy(deep=False)
+    _last_copy = (weakref.ref(copy), frame)
+    return copy
+
+
+def origin(data: Any) -> Any:
+    """The task's frame that the current trial's copy `data` was made from (`data` itself for any
+    other object): the key for a cache kept across the trials of a task (xgboost-wine's split)."""
+    if _last_copy is not None and _last_copy[0]() is data:
+        return _last_copy[1]
+    return data
 
 
 def load_count() -> int:

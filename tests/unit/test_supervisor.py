@@ -29,11 +29,14 @@ def run(plan: dict[int, Any], **kw: Any):
 
 def hang_holding_the_gil(conn: Any) -> None:
     conn.send(("start", 7))
+    conn.send(("run", 7))
     re.match(r"(a+)+$", "a" * 64 + "b")  # catastrophic backtracking: never lets the GIL go
 
 
 def finish_one(conn: Any) -> None:
     conn.send(("start", 8))
+    conn.send(("run", 8))
+    conn.send(("ran", 8))
     conn.send(("end", 8))
     child_done(conn, None)
 
@@ -43,6 +46,24 @@ def test_a_hung_trial_is_failed_and_its_process_replaced_while_its_heartbeats_we
     assert failed == [(7, "trial timeout: ran longer than 1 s (its process was stopped)")]
     assert seen.timed_out == [7] and seen.started == 2 and seen.error is None and children == 2
     assert 7 in beats  # recorded by the supervisor while the child held its GIL
+
+
+def test_only_the_objectives_run_is_timed_not_the_storage_waits_around_it() -> None:
+    """A trial whose set-up and result's writes wait out a storage outage longer than the
+    timeout, its objective quick, is not a trial timeout; its heartbeats go on meanwhile."""
+    def slow_storage_quick_objective(conn: Any) -> None:
+        conn.send(("start", 5))
+        time.sleep(0.8)          # the trial's set-up, waiting out an outage
+        conn.send(("run", 5))
+        time.sleep(0.3)          # the objective: within the 1 s timeout
+        conn.send(("ran", 5))
+        time.sleep(1.2)          # ledger.finish, waiting out an outage
+        conn.send(("end", 5))
+        child_done(conn, None)
+
+    seen, beats, failed, children = run({0: slow_storage_quick_objective})
+    assert failed == [] and seen.timed_out == [] and seen.started == 1 and children == 1
+    assert beats.count(5) >= 10  # every 0.1 s for about 2.3 s
 
 
 def test_a_trial_whose_process_dies_is_failed() -> None:

@@ -89,6 +89,34 @@ def test_a_trial_taken_for_dead_while_it_runs_is_dropped_not_a_crash(tmp_path: P
     assert [t.state for t in lp.study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
 
 
+def test_the_objective_alone_is_between_its_two_hooks(tmp_path: Path) -> None:
+    """--trial-timeout times from on_objective_start to on_objective_end: the objective's own call,
+    not the storage reads and writes of the trial around it (they wait out outages)."""
+    events: list[tuple[str, int]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        events.append(("objective", trial._trial_id))
+        if trial.number == 1:
+            raise ValueError("fails")
+        return trial.suggest_float("x", 0, 1)
+
+    lp = loop(tmp_path, job(tmp_path, n_trials=2), objective)
+    lp.ledger.reconcile()
+    finish = lp.ledger.finish
+
+    def recorded_finish(token: str, trial_id: int, *args: Any) -> Any:
+        events.append(("finish", trial_id))
+        return finish(token, trial_id, *args)
+
+    lp.ledger.finish = recorded_finish  # type: ignore[method-assign]
+    for name in ("on_start", "on_end", "on_objective_start", "on_objective_end"):
+        setattr(lp, name, lambda trial_id, name=name: events.append((name, trial_id)))
+    assert lp.run() == 2
+    ids = [t._trial_id for t in lp.study.get_trials()]
+    assert events == [e for i in ids for e in (("on_start", i), ("on_objective_start", i), ("objective", i),
+                                               ("on_objective_end", i), ("finish", i), ("on_end", i))]
+
+
 def test_outcomes_follow_optunas_tell() -> None:
     study = optuna.create_study(directions=["minimize", "maximize"])
     trial = study.ask()
