@@ -18,6 +18,8 @@ RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\
                    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)", re.M)
 TASK = re.compile(r"^TASK \[(?P<task>.+?)\] \*+$")
 CHANGED = re.compile(r"^changed: \[(?P<host>[^\]]+?)(?: -> [^\]]+)?\]")
+RESULT = re.compile(r"^(?P<status>ok|changed|skipping|failed|fatal): \[(?P<host>[^\]]+?)(?: -> [^\]]+)?\]")
+IMPORTS = "optuna_runtime : The runtime imports its packages on this node"
 TIMEOUT = 1800
 
 
@@ -44,6 +46,17 @@ def changed_tasks(out: str) -> dict[str, list[str]]:
     return found
 
 
+def task_results(out: str, wanted: str) -> dict[str, str]:
+    """host -> what the task `wanted` reported there (ok, changed, skipping, ...)."""
+    task, found = "?", {}
+    for line in out.splitlines():
+        if m := TASK.match(line):
+            task = m["task"]
+        elif task == wanted and (m := RESULT.match(line)):
+            found[m["host"]] = m["status"]
+    return found
+
+
 def assert_no_change(cluster: Cluster, out: str, recap: dict[str, dict[str, int]], what: str) -> None:
     missing = [h for h in cluster.nodes if h not in recap]
     assert not missing, f"{what}: hosts missing from the PLAY RECAP: {missing}"
@@ -59,6 +72,9 @@ def test_second_converge_changes_nothing(cluster: Cluster) -> None:
     # The suite runs after a converge (make converge; make verify): this is the second one.
     out, recap = run_playbook(cluster)
     assert_no_change(cluster, out, recap, "idempotence (second converge)")
+    # Nothing changed, so no node re-imports its runtime (seconds of CPU on every node).
+    imports = task_results(out, IMPORTS)
+    assert imports == {h: "skipping" for h in cluster.nodes}, f"{IMPORTS} in a no-op converge: {imports}"
 
 
 def test_check_mode_predicts_no_change_and_shows_no_secret(cluster: Cluster) -> None:
@@ -69,8 +85,11 @@ def test_check_mode_predicts_no_change_and_shows_no_secret(cluster: Cluster) -> 
 
 
 def test_tags_runtime_runs_the_preflight_and_the_runtime_tasks(cluster: Cluster) -> None:
-    out, recap = run_playbook(cluster, "--tags", "runtime")
+    out, recap = run_playbook(cluster, "--tags", "runtime", "-e", "optuna_runtime_verify_always=true")
     assert_no_change(cluster, out, recap, "--tags runtime on the converged cluster")
+    # Asked to, every node imports its runtime although nothing changed.
+    imports = task_results(out, IMPORTS)
+    assert imports == {h: "ok" for h in cluster.nodes}, f"{IMPORTS} with optuna_runtime_verify_always: {imports}"
     ran = {m["task"] for line in out.splitlines() if (m := TASK.match(line))}
     for task in ("preflight : Supported operating system", "preflight : Exactly one driver",
                  "optuna_runtime : Decide whether to rebuild",
