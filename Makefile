@@ -73,9 +73,6 @@ clean: ## remove local state (venv, work/)
 -include playbooks/ansible.mk
 -include tests/infra/infra.mk
 
-.PHONY: bench
-bench: venv ## parallel efficiency: runner (shared/static split) vs Optuna's threads, side by side
-	$(BIN)/python bench/efficiency.py
 
 .PHONY: test-day2
 test-day2: venv ## day-2 operations on a converged lab: add a worker, rolling restart, backup/restore, cleanup, uninstall (last)
@@ -84,3 +81,38 @@ test-day2: venv ## day-2 operations on a converged lab: add a worker, rolling re
 .PHONY: test-cluster
 test-cluster: venv ## end to end on a converged lab: both studies, both runtimes, faults
 	OPTUNA_SPARK_INVENTORY=$(if $(strip $(INVENTORY)),$(INVENTORY),inventory/lab) $(BIN)/pytest -q -p no:cacheprovider tests/cluster
+
+# ---------------------------------------------------------------------------- benchmarks (BENCHMARKS.md)
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_RUN := $(BIN)/python bench/run.py
+# `make bench` sizes: about 15 minutes on a 2-core machine. Full sizes: see BENCHMARKS.md.
+BENCH_ROUNDS ?= 2
+BENCH_THROUGHPUT_TRIALS ?= 480
+
+.PHONY: bench bench-venv bench-efficiency bench-report bench-lab
+
+bench-venv: $(BENCH_STAMP) ## bench/.venv: the peers (Hyperopt, MLflow) and py-spy, pinned in bench/requirements.txt
+
+$(BENCH_STAMP): bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	@touch $@
+
+bench: venv bench-venv ## the local benchmarks, every contender side by side (~15 min): bench/results, BENCHMARKS.md
+	$(BENCH_RUN) efficiency --rounds $(BENCH_ROUNDS)
+	$(BENCH_RUN) throughput --trials $(BENCH_THROUGHPUT_TRIALS) --rounds 1
+	$(BENCH_RUN) heavy-tail --rounds $(BENCH_ROUNDS) --contenders runner-shared,runner-static,optuna-threads
+	$(BENCH_RUN) startup --rounds $(BENCH_ROUNDS)
+	$(BIN)/python bench/report.py
+
+bench-efficiency: venv ## the README's table only: runner (shared/static) vs Optuna's threads (bench/efficiency.py)
+	$(BIN)/python bench/efficiency.py
+
+bench-report: venv ## BENCHMARKS.md and the plots from bench/results/*.json
+	$(BIN)/python bench/report.py
+
+bench-lab: venv ## workload 4 and the lab parts of 5 on INVENTORY (default inventory/lab), through the driver
+	$(BIN)/python bench/lab.py --inventory $(if $(strip $(INVENTORY)),$(INVENTORY),inventory/lab) $(BENCH_LAB_ARGS)
+	$(BIN)/python bench/report.py

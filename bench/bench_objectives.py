@@ -6,7 +6,8 @@ with the same kinds. Every objective suggests one float (so the sampler and the 
 usual work), sleeps, and returns a cheap value.
 
 Durations:
-- `sleep_half` 0.5 s, `sleep_one` 1 s, `zero` none (a storage-bound load).
+- `sleep_half` 0.5 s, `sleep_one` 1 s, `zero` none (a storage-bound load), `zero_sleep_half`
+  0.5 s with `zero`'s value (the lab's start-up runs).
 - `lognormal`: median BENCH_LN_MEDIAN s (default 1), shape BENCH_LN_SIGMA (default 1: the slowest
   trial of 100 about 10x the median), drawn from a generator seeded with BENCH_LN_SEED and the
   trial's number, so every Optuna-based contender runs the same multiset of durations, in the
@@ -16,9 +17,10 @@ Durations:
 Trace: with OPTUNA_SPARK_BENCH_TRACE=DIR set (Spark's local mode passes the environment on to
 its Python workers), each call appends `lane number start end` (lane: process.thread) (Unix seconds, around the sleep
 only: the objective's own time, without the suggest's storage write) to DIR/HOST-PID.trace, one
-file per process, so the harness sees every contender's trials the same way. `zero` returns the
-process id as its value, so that the lab benchmark can chain a task's trials from the storage
-alone (with the runner's `host` attribute).
+file per process, so the harness sees every contender's trials the same way. `zero` returns its
+process id and start time packed in its value (encode_pid_time), so that the lab benchmark can
+chain a task's trials and time them to the microsecond from the storage alone (with the runner's
+`host` attribute), whatever the precision of the database's datetimes, without one more write.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def duration(kind: str, key: Any) -> float:
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def _run(kind: str, number: int, key: Any) -> None:
+def _run(kind: str, number: int, key: Any) -> float:
     seconds = duration(kind, key)
     start = time.time()
     if seconds > 0:
@@ -65,14 +67,31 @@ def _run(kind: str, number: int, key: Any) -> None:
         path = os.path.join(trace, f"{socket.gethostname()}-{os.getpid()}.trace")
         with open(path, "a", encoding="ascii") as f:
             f.write(f"{os.getpid()}.{threading.get_ident()} {number} {start:.6f} {end:.6f}\n")
+    return start
 
 
 def _optuna(kind: str, trial: Any) -> float:
     x = trial.suggest_float("x", -10, 10)
-    _run(kind, trial.number, trial.number)
+    start = _run(kind, trial.number, trial.number)
     if kind == "zero":
-        return float(os.getpid())
+        return encode_pid_time(os.getpid(), start)
     return (x - 2) ** 2
+
+
+def encode_pid_time(pid: int, start: float) -> float:
+    """`zero`'s value: the process id, and the objective's start modulo 1000 s as the fraction
+    (microseconds survive in a float64 for pids below 2**22)."""
+    return pid + (start % 1000.0) / 1000.0
+
+
+def decode_pid_time(value: float, near: float) -> tuple[int, float]:
+    """(pid, start) back from `zero`'s value; `near` is any time within 500 s of the start (the
+    trial's stored start, whatever its precision)."""
+    pid = int(value)
+    frac = (value - pid) * 1000.0
+    base = near - (near % 1000.0)
+    candidates = [base - 1000.0 + frac, base + frac, base + 1000.0 + frac]
+    return pid, min(candidates, key=lambda t: abs(t - near))
 
 
 def sleep_half(trial: Any) -> float:
@@ -89,6 +108,13 @@ def zero(trial: Any) -> float:
 
 def lognormal(trial: Any) -> float:
     return _optuna("lognormal", trial)
+
+
+def zero_sleep_half(trial: Any) -> float:
+    """0.5 s like sleep_half, with zero's value (pid and start packed): the lab's start-up runs."""
+    trial.suggest_float("x", -10, 10)
+    start = _run("sleep_half", trial.number, trial.number)
+    return encode_pid_time(os.getpid(), start)
 
 
 def hyperopt_fn(kind: str) -> Any:
