@@ -86,9 +86,10 @@ test-cluster: venv ## end to end on a converged lab: both studies, both runtimes
 BENCH_VENV := bench/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 BENCH_RUN := $(BIN)/python bench/run.py
-# `make bench` sizes: about 15 minutes on a 2-core machine. Full sizes: see BENCHMARKS.md.
+# `make bench` sizes: about 35 minutes on a 2-core machine (BENCHMARKS.md's local tables).
+# Ray Tune's full shape: BENCH_THROUGHPUT_TRIALS=10000 (over 10 minutes per contender).
 BENCH_ROUNDS ?= 2
-BENCH_THROUGHPUT_TRIALS ?= 480
+BENCH_THROUGHPUT_TRIALS ?= 1600
 
 .PHONY: bench bench-venv bench-efficiency bench-report bench-lab
 
@@ -100,7 +101,7 @@ $(BENCH_STAMP): bench/requirements.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
 	@touch $@
 
-bench: venv bench-venv ## the local benchmarks, every contender side by side (~15 min): bench/results, BENCHMARKS.md
+bench: venv bench-venv ## the local benchmarks, every contender side by side (~35 min): bench/results, BENCHMARKS.md
 	$(BENCH_RUN) efficiency --rounds $(BENCH_ROUNDS)
 	$(BENCH_RUN) throughput --trials $(BENCH_THROUGHPUT_TRIALS) --rounds 1
 	$(BENCH_RUN) heavy-tail --rounds $(BENCH_ROUNDS) --contenders runner-shared,runner-static,optuna-threads

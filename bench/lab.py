@@ -30,9 +30,9 @@ Results are read back from MySQL with Optuna's own command line (`optuna-spark o
    the second run being the no-op re-run. For "from scratch" give a fresh lab first:
    `make lab-down && make lab-up LAB_WORKERS=3` (1 driver + 3 workers), then this.
 
-Not measured by this script: Optuna's gRPC storage proxy (the runner's exact budget needs SQL
-transactions, so the runner cannot use it; `bench/storage_clients.py` measures plain Optuna
-clients against a storage directly and through the proxy, given a storage URL).
+Not measured: Optuna's gRPC storage proxy. The runner's exact budget is SQL transactions on the
+storage's own tables (runner.ledger), which a gRPC proxy does not carry, so the runner cannot use
+it; whether it would help plain Optuna clients was not measured here.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -290,7 +291,7 @@ def machine_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def workload_section(key: str, data: dict[str, Any], images: dict[str, Path]) -> list[str]:
+def workload_section(key: str, data: dict[str, Any], images: dict[str, str]) -> list[str]:
     spec = data["spec"]
     title = spec["title"]
     if key != data["workload"]:
@@ -318,18 +319,18 @@ def workload_section(key: str, data: dict[str, Any], images: dict[str, Path]) ->
                     "created):", ""] + ph
     out += ["", "Commands (each row alone; `WORK` is a fresh directory):", ""] + command_rows(data)
     if key in images:
-        out += ["", f"![trials over time]({images[key].relative_to(ROOT)})"]
+        out += ["", f"![trials over time]({images[key]})"]
     out += notes(key)
     out.append("")
     return out
 
 
-def lab_section(results: dict[str, dict[str, Any]]) -> list[str]:
+def lab_section(results: dict[str, dict[str, Any]], scaling: Path | None = None, scaling_ref: str = "") -> list[str]:
     lab = {k: v for k, v in results.items() if v.get("workload", "").startswith("lab-")}
     out = ["## On the lab (workload 4, the lab parts of 5)", ""]
     if not lab:
         out += ["Run by `make bench-lab` (`bench/lab.py`, against `INVENTORY`, default `inventory/lab`); "
-                "**not measured in this run**: the lab belongs to another engineer's work on this machine. "
+                "**not measured in this run**. "
                 "What it measures: the storage-bound scaling (a near-zero objective, 1 to 32 concurrent tasks, "
                 "MySQL on the driver: trials/s, per-trial storage overhead p50/p99), submit -> first trial and "
                 "last trial -> exit, `--runtime archive` against `installed`, and with `BENCH_LAB_CONVERGE=1` a "
@@ -339,27 +340,27 @@ def lab_section(results: dict[str, dict[str, Any]]) -> list[str]:
         out += [f"### {data.get('title', key)}", "", f"`{data.get('command', '')}`, {data.get('started', '')}", ""]
         out += data.get("table", [])
         out.append("")
-    if (HERE / "results" / "scaling.png").exists():
-        out += ["![scaling](bench/results/scaling.png)", ""]
+    if scaling is not None and scaling.exists():
+        out += [f"![scaling]({scaling_ref})", ""]
     return out + notes("lab")
 
 
 def build(results_dir: Path, out_path: Path) -> str:
     results = load_results(results_dir)
-    images: dict[str, Path] = {}
+    images: dict[str, str] = {}
     eff = plot_efficiency(results, results_dir)
     for key, data in results.items():
         if not data["workload"].startswith("lab-"):
             p = plot_over_time(key, data, results_dir)
             if p:
-                images[key] = p
+                images[key] = os.path.relpath(p, out_path.parent)
         elif data.get("scaling"):
             plot_scaling(data, results_dir)
     lines = ["# Benchmarks", ""]
     lines += notes("intro")
     lines += ["## The machine", ""] + machine_lines(results) + [""]
     if eff:
-        lines += [f"![efficiency per contender]({eff.relative_to(ROOT)})", ""]
+        lines += [f"![efficiency per contender]({os.path.relpath(eff, out_path.parent)})", ""]
     lines += ["## Local workloads (Spark local mode, this machine)", ""]
     local = [k for k in LOCAL_ORDER if k in results] + sorted(
         k for k in results if k not in LOCAL_ORDER and not results[k]["workload"].startswith("lab-"))
@@ -369,7 +370,8 @@ def build(results_dir: Path, out_path: Path) -> str:
         lines += workload_section(key, results[key], images)
         if results[key]["workload"] == "startup":
             lines += ["Start-up and tail (medians):", ""] + startup_rows(results[key]) + [""]
-    lines += lab_section(results)
+    scaling = results_dir / "scaling.png"
+    lines += lab_section(results, scaling, os.path.relpath(scaling, out_path.parent))
     lines += notes("contenders")
     text = "\n".join(lines).rstrip() + "\n"
     out_path.write_text(text, encoding="utf-8")
