@@ -90,6 +90,9 @@ BENCH_RUN := $(BIN)/python bench/run.py
 # Ray Tune's full shape: BENCH_THROUGHPUT_TRIALS=10000 (over 10 minutes per contender).
 BENCH_ROUNDS ?= 2
 BENCH_THROUGHPUT_TRIALS ?= 1600
+# Hyperopt's SparkTrials runs about one trial a second whatever its parallelism: the throughput
+# table with every contender is a smaller one.
+BENCH_PEERS_TRIALS ?= 320
 
 .PHONY: bench bench-venv bench-efficiency bench-report bench-lab
 
@@ -103,8 +106,9 @@ $(BENCH_STAMP): bench/requirements.txt
 
 bench: venv bench-venv ## the local benchmarks, every contender side by side (~35 min): bench/results, BENCHMARKS.md
 	$(BENCH_RUN) efficiency --rounds $(BENCH_ROUNDS)
-	$(BENCH_RUN) throughput --trials $(BENCH_THROUGHPUT_TRIALS) --rounds 1
 	$(BENCH_RUN) heavy-tail --rounds $(BENCH_ROUNDS) --contenders runner-shared,runner-static,optuna-threads
+	$(BENCH_RUN) throughput --trials $(BENCH_THROUGHPUT_TRIALS) --rounds 1 --contenders runner-shared,runner-static,optuna-threads
+	$(BENCH_RUN) throughput --trials $(BENCH_PEERS_TRIALS) --rounds 1 --name throughput-peers
 	$(BENCH_RUN) startup --rounds $(BENCH_ROUNDS)
 	$(BIN)/python bench/report.py
 
