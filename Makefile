@@ -92,7 +92,7 @@ BENCH_ROUNDS ?= 2
 BENCH_THROUGHPUT_TRIALS ?= 1600
 # Hyperopt's SparkTrials runs about one trial a second whatever its parallelism: the throughput
 # table with every contender is a smaller one.
-BENCH_PEERS_TRIALS ?= 320
+BENCH_PEERS_TRIALS ?= 160
 
 .PHONY: bench bench-venv bench-efficiency bench-report bench-lab
 
