@@ -19,15 +19,13 @@ time. Both include pandas' first import in a Python worker (the first load of ea
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from tune_cmd import timed_tune
+
 ROOT = Path(__file__).resolve().parents[1]
 
 ONCE = """
@@ -49,18 +47,6 @@ def objective(trial):
 """
 
 
-def run(d: Path, study: str, objective: str, trials: int, tasks: int, extra: list[str]) -> tuple[dict, float]:
-    cmd = [str(BIN / "optuna-spark"), "tune", "--objective", objective, "--study", study, "--n-trials",
-           str(trials), "--n-jobs", str(tasks), "--master", f"local[{tasks}]", "--work-dir", str(d / "work"),
-           "--output", "json", *extra]
-    t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=d)
-    wall = time.time() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout), wall
-
-
 def one_round(trials: int, tasks: int, copies: int) -> dict[str, float]:
     import optuna
     import pandas as pd
@@ -73,8 +59,8 @@ def one_round(trials: int, tasks: int, copies: int) -> dict[str, float]:
         table.to_parquet(path)
         (d / "once.py").write_text(ONCE)
         (d / "per_trial.py").write_text(PER_TRIAL.format(path=str(path)))
-        once, once_wall = run(d, "once", "once.py:objective", trials, tasks, ["--data", str(path)])
-        per, per_wall = run(d, "per", "per_trial.py:objective", trials, tasks, [])
+        once, once_wall = timed_tune(d, "once.py:objective", "once", trials, tasks, ["--work-dir", str(d / "work"), "--data", str(path)])
+        per, per_wall = timed_tune(d, "per_trial.py:objective", "per", trials, tasks, ["--work-dir", str(d / "work")])
         once_load = sum(t.get("data_load_seconds", 0.0) for t in once["tasks"] if t.get("data_loads"))
         url = f"sqlite:///{d / 'work' / 'optuna.db'}"
         per_load = sum(t.user_attrs["load_s"] for t in optuna.load_study(study_name="per", storage=url).trials)

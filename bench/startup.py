@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from tune_cmd import timed_tune
 VARIANTS = {"default (-XX:TieredStopAtLevel=1)": [], "no driver JVM options": ["--driver-java-options="]}
 
 
@@ -27,14 +26,8 @@ def one_run(trials: int, extra: list[str]) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as d:
         url = f"sqlite:///{Path(d) / 'optuna.db'}"
-        cmd = [str(BIN / "optuna-spark"), "tune", "--objective", "sleep", "--study", "s", "--n-trials",
-               str(trials), "--n-jobs", "4", "--master", "local[4]", "--storage", url, "--work-dir", d,
-               "--output", "json", *extra]
         t0 = time.time()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=d)
-        wall = time.time() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"run failed: {proc.stderr[-2000:]}")
+        _summary, wall = timed_tune(Path(d), "sleep", "s", trials, 4, ["--storage", url, "--work-dir", d, *extra])
         done = optuna.load_study(study_name="s", storage=url).trials
         first = min(t.datetime_start for t in done).timestamp() - t0
         last = max(t.datetime_complete for t in done).timestamp() - t0
