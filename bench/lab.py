@@ -267,7 +267,7 @@ def main() -> int:
         raise SystemExit(f"cannot reach the driver or the runner is not installed: {up.stderr.strip()[-500:]}")
     args.out.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    common = {"command": "make bench-lab INVENTORY=" + args.inventory, "started": started,
+    common = {"command": " ".join([".venv/bin/python", "bench/lab.py", *map(shlex.quote, sys.argv[1:])]), "started": started,
               "argv": sys.argv[1:]}
     jobs = []
     if not args.skip_scaling:

@@ -29,7 +29,7 @@ LABELS = {
     "hyperopt-sparktrials": "Hyperopt SparkTrials",
     "mlflow-spark-optuna": "MLflow MlflowSparkStudy",
 }
-LOCAL_ORDER = ("efficiency", "throughput", "throughput-full", "heavy-tail", "startup")
+LOCAL_ORDER = ("efficiency", "throughput", "throughput-peers", "heavy-tail", "startup")
 
 
 def load_results(folder: Path) -> dict[str, dict[str, Any]]:
@@ -194,7 +194,7 @@ def plot_efficiency(results: dict[str, dict[str, Any]], out: Path) -> Path | Non
                        fontsize=8)
     ax.set_ylabel("efficiency = objective time / (slots x wall)")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
     ax.set_title("Parallel efficiency per contender (median of interleaved rounds)")
     fig.tight_layout()
     path = out / "efficiency.png"

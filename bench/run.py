@@ -433,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         commands[n] = {
             "bench": display_command([".venv/bin/python", "bench/run.py", args.workload, "--trials", str(spec["trials"]),
                                       "--slots", str(spec["slots"]), "--rounds", str(args.rounds),
-                                      "--contenders", n]
+                                      "--contenders", n, "--seed", str(args.seed), "--out", "/tmp/bench-row"]
+                                     + [f"--runner-arg={a}" for a in args.runner_arg]
                                      + ([f"--ln-median={args.ln_median}", f"--ln-sigma={args.ln_sigma}"]
                                         if spec["kind"] == "lognormal" else [])),
             "tool": display_command(contender_command(n, spec["kind"], spec["trials"], spec["slots"],

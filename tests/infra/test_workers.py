@@ -1,4 +1,5 @@
-"""Each worker: Java, the Spark worker registered with the master, the runtime, MySQL as optuna_user."""
+"""Each worker: Java, the Spark worker registered with the master, the runtime, MySQL as optuna_user;
+the runtime's imports on every node (the driver too)."""
 
 from __future__ import annotations
 
@@ -44,12 +45,12 @@ def test_spark_worker_registered_with_master(worker: Node, the_driver: Node) -> 
         f"{worker.name}: spark-worker reports master {own.get('masterurl')}, expected {expected}"
 
 
-def test_runtime_imports(worker: Node) -> None:
-    python = f"{worker.var('optuna_runtime_env_path')}/bin/python"
-    modules = list(dict.fromkeys(SEED_IMPORTS + list(worker.var("optuna_runtime_verify_imports"))))
+def test_runtime_imports(node: Node) -> None:
+    python = f"{node.var('optuna_runtime_env_path')}/bin/python"
+    modules = list(dict.fromkeys(SEED_IMPORTS + list(node.var("optuna_runtime_verify_imports"))))
     for module in modules:
-        out = worker.run(f"{python} -c {shlex.quote('import ' + module)}")
-        assert out.rc == 0, (f"{worker.name}: {python} cannot import {module}: "
+        out = node.run(f"{python} -c {shlex.quote('import ' + module)}")
+        assert out.rc == 0, (f"{node.name}: {python} cannot import {module}: "
                              f"{out.stderr.strip().splitlines()[-1:] or out.rc}")
 
 
