@@ -73,7 +73,11 @@ def test_a_parquet_file_of_the_driver_reaches_every_trial_on_the_workers(study_n
             assert attrs["loads"] == 1, attrs  # one load in each Python worker, for all its trials
         processes = {t["user_attrs"]["process"] for t in trials}
         assert len(processes) <= 4 < 24
-        assert sum(task.get("data_loads", 0) for task in s["tasks"]) == len(processes)
+        # At most one load per task; every process that ran trials loaded once (above). A task
+        # that started after the budget was spent may have loaded and run nothing.
+        loads = [task.get("data_loads", 0) for task in s["tasks"]]
+        assert all(n <= 1 for n in loads), loads
+        assert len(processes) <= sum(loads) <= len(s["tasks"]), (loads, sorted(processes))
     finally:
         on_driver("rm", "-f", path, obj)
 
