@@ -54,6 +54,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from bench_objectives import decode_pid_time  # noqa: E402
+from run import percentile  # noqa: E402
 
 REMOTE_OBJECTIVES = "/tmp/bench_objectives.py"
 
@@ -98,15 +99,6 @@ def _host(t: dict[str, Any]) -> str:
     return "?"
 
 
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
 def analyse_zero(trials: list[dict[str, Any]], objective_seconds: float = 0.0) -> dict[str, Any]:
     """Lanes and per-trial cycle times from `zero`-style values (pid + start packed)."""
     lanes: dict[tuple[str, int], list[float]] = {}
@@ -133,7 +125,7 @@ def analyse_zero(trials: list[dict[str, Any]], objective_seconds: float = 0.0) -
             "first_start": min(starts_all) if n else None, "last_start": max(starts_all) if n else None,
             "last_complete": max((e for _, e in stored), default=None),
             "trials_per_s": (n - 1) / span if span else None,
-            "overhead_p50": pct(cycles, 0.5), "overhead_p99": pct(cycles, 0.99),
+            "overhead_p50": percentile(cycles, 0.5), "overhead_p99": percentile(cycles, 0.99),
             "overhead_mean": statistics.fmean(cycles) if cycles else None}
 
 
