@@ -1,14 +1,18 @@
 # Playbook targets (docs/ansible.md). Included by the top-level Makefile, which sets BIN.
 #   make converge                       the container lab (inventory/lab)
+#   make converge-fast                  the same, skipping roles that nothing changed (roles/converge_gate)
 #   make converge INVENTORY=inventory/prod ANSIBLE_ARGS=--ask-vault-pass
 ANSIBLE_INVENTORY_DIR = $(if $(strip $(INVENTORY)),$(INVENTORY),inventory/lab)
 ANSIBLE_ARGS ?=
 ANSIBLE_PLAYBOOK = ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(BIN)/ansible-playbook -i $(ANSIBLE_INVENTORY_DIR) $(ANSIBLE_ARGS)
 
-.PHONY: converge converge-check idempotence lint lint-ansible test-ansible
+.PHONY: converge converge-fast converge-check idempotence lint lint-ansible test-ansible
 
 converge: venv ## provision the cluster: MySQL, Spark, the packed runtime, the studies (site.yml)
 	$(ANSIBLE_PLAYBOOK) site.yml
+
+converge-fast: venv ## converge with the gate: a role whose inputs and state on every host are those of its last full run ends at once
+	$(ANSIBLE_PLAYBOOK) site.yml -e converge_gate_enabled=true
 
 converge-check: venv ## dry run: --check --diff, changes nothing and shows no secret
 	$(ANSIBLE_PLAYBOOK) site.yml --check --diff

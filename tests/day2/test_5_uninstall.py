@@ -9,7 +9,8 @@ import subprocess
 from conftest import BIN, playbook
 from cluster_lib import INVENTORY, ROOT, on_driver
 
-GONE = ["/opt/spark", "/etc/spark", "/var/lib/spark", "/opt/optuna-spark", "/etc/systemd/system/spark-worker.service"]
+GONE = ["/opt/spark", "/etc/spark", "/var/lib/spark", "/opt/optuna-spark", "/etc/systemd/system/spark-worker.service",
+        "/var/lib/optuna-spark-converge"]
 DRIVER_GONE = ["/etc/optuna-spark", "/var/lib/optuna-spark", "/etc/sudoers.d/optuna-spark", "/usr/local/bin/optuna-spark",
                "/etc/systemd/system/spark-master.service", "/etc/systemd/system/optuna-spark-backup.timer"]
 
