@@ -101,7 +101,11 @@ def test_csv_and_parquet_reach_every_trial_loaded_once_per_task(run_cli, tmp_pat
         assert 1 <= len(by_pid) <= 2, (name, by_pid.keys())
         for pid, ts in by_pid.items():
             assert {t.user_attrs["loads"] for t in ts} == {1}, (name, pid, [t.user_attrs["loads"] for t in ts])
-        assert sum(t.get("data_loads", 0) for t in s["tasks"]) == len(by_pid) <= 2 < 16
+        # At most one load per task, at least one per process that ran trials: a task that started
+        # after the budget was spent (one task may run all 16) may load and run nothing.
+        loads = [t.get("data_loads", 0) for t in s["tasks"]]
+        assert all(n <= 1 for n in loads), (name, loads)
+        assert len(by_pid) <= sum(loads) <= len(s["tasks"]) <= 2 < 16, (name, loads, sorted(by_pid))
 
 
 def test_xgboost_wine_on_the_users_table(run_cli, tmp_path: Path) -> None:
