@@ -44,13 +44,19 @@ def _spark(slots: int, name: str) -> Any:
     return spark
 
 
-def optuna_threads(kind: str, trials: int, slots: int, work: Path, seed: int | None) -> dict[str, Any]:
+def sampler(name: str, seed: int | None) -> Any:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed) if name == "random" else optuna.samplers.TPESampler(seed=seed)
+
+
+def optuna_threads(kind: str, trials: int, slots: int, work: Path, seed: int | None,
+                   sampler_name: str = "tpe") -> dict[str, Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{work / 'optuna.db'}"
-    study = optuna.create_study(study_name="bench", storage=url,
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(study_name="bench", storage=url, sampler=sampler(sampler_name, seed))
     study.optimize(getattr(bench_objectives, kind), n_trials=trials, n_jobs=slots)
     states: dict[str, int] = {}
     for t in optuna.load_study(study_name="bench", storage=url).get_trials(deepcopy=False):
@@ -58,13 +64,14 @@ def optuna_threads(kind: str, trials: int, slots: int, work: Path, seed: int | N
     return {"states": states, "storage": url}
 
 
-def hyperopt_sparktrials(kind: str, trials: int, slots: int, work: Path, seed: int | None) -> dict[str, Any]:
+def hyperopt_sparktrials(kind: str, trials: int, slots: int, work: Path, seed: int | None,
+                         sampler_name: str = "tpe") -> dict[str, Any]:
     import numpy as np
-    from hyperopt import SparkTrials, fmin, hp, tpe
+    from hyperopt import SparkTrials, fmin, hp, rand, tpe
 
     spark = _spark(slots, "bench-hyperopt")
     spark_trials = SparkTrials(parallelism=slots, spark_session=spark)
-    fmin(bench_objectives.hyperopt_fn(kind), {"x": hp.uniform("x", -10, 10)}, algo=tpe.suggest,
+    fmin(bench_objectives.hyperopt_fn(kind), {"x": hp.uniform("x", -10, 10)}, algo=rand.suggest if sampler_name == "random" else tpe.suggest,
          max_evals=trials, trials=spark_trials, show_progressbar=False,
          rstate=np.random.default_rng(seed))
     states: dict[str, int] = {}
@@ -75,7 +82,8 @@ def hyperopt_sparktrials(kind: str, trials: int, slots: int, work: Path, seed: i
     return {"states": states}
 
 
-def mlflow_spark_optuna(kind: str, trials: int, slots: int, work: Path, seed: int | None) -> dict[str, Any]:
+def mlflow_spark_optuna(kind: str, trials: int, slots: int, work: Path, seed: int | None,
+                        sampler_name: str = "tpe") -> dict[str, Any]:
     import logging
 
     import mlflow
@@ -93,7 +101,7 @@ def mlflow_spark_optuna(kind: str, trials: int, slots: int, work: Path, seed: in
     from mlflow.pyspark.optuna.study import MlflowSparkStudy
 
     storage = MlflowStorage(experiment_id=experiment_id)
-    study = MlflowSparkStudy("bench", storage, sampler=optuna.samplers.TPESampler(seed=seed),
+    study = MlflowSparkStudy("bench", storage, sampler=sampler(sampler_name, seed),
                              mlflow_tracking_uri=uri)
     study.optimize(getattr(bench_objectives, kind), n_trials=trials, n_jobs=slots)
     spark.stop()
@@ -119,10 +127,11 @@ def main() -> int:
     parser.add_argument("--slots", type=int, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    out = CONTENDERS[args.contender](args.kind, args.trials, args.slots, args.work, args.seed)
+    out = CONTENDERS[args.contender](args.kind, args.trials, args.slots, args.work, args.seed, args.sampler)
     out["seconds"] = round(time.time() - started, 3)
     print("@bench " + json.dumps(out))
     return 0

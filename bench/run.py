@@ -58,7 +58,8 @@ ALL = (*RUNNER, *PEERS_MAIN, *PEERS_BENCH)
 WORKLOADS: dict[str, dict[str, Any]] = {
     "efficiency": {"kind": "sleep_half", "trials": 160, "slots": 4, "baseline": "optuna-threads",
                    "title": "Efficiency: 160 trials x 0.5 s over 4 slots"},
-    "throughput": {"kind": "sleep_one", "trials": 1600, "slots": 16, "baseline": "optuna-threads",
+    # Ray Tune's test samples at random (its default search): so does this workload, by default.
+    "throughput": {"kind": "sleep_one", "trials": 1600, "slots": 16, "baseline": "optuna-threads", "sampler": "random",
                    "title": "Throughput: N trials x 1 s, 16 concurrent tasks (Ray Tune's shape)"},
     "heavy-tail": {"kind": "lognormal", "trials": 160, "slots": 8, "baseline": "runner-static",
                    "title": "Heavy-tailed trial times: log-normal durations, shared budget vs the seed's split"},
@@ -70,18 +71,22 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 # ---------------------------------------------------------------------------- commands
 
 def contender_command(name: str, kind: str, trials: int, slots: int, work: Path, seed: int | None,
-                      extra: list[str]) -> list[str]:
+                      extra: list[str], sampler: str = "tpe") -> list[str]:
     if name in RUNNER:
         cmd = [str(BIN / "optuna-spark"), "tune", "--objective", f"{OBJECTIVES}:{kind}", "--study", "bench",
                "--n-trials", str(trials), "--n-jobs", str(slots), "--master", f"local[{slots}]",
                "--split", "shared" if name == "runner-shared" else "static",
                "--storage", f"sqlite:///{work / 'optuna.db'}", "--work-dir", str(work), "--output", "json"]
+        if sampler != "tpe":
+            cmd += ["--sampler", sampler]
         if seed is not None:
             cmd += ["--seed", str(seed)]
         return cmd + extra
     python = sys.executable if name in PEERS_MAIN else str(BENCH_PYTHON)
     cmd = [python, str(HERE / "peers.py"), name, "--kind", kind, "--trials", str(trials),
            "--slots", str(slots), "--work", str(work)]
+    if sampler != "tpe":
+        cmd += ["--sampler", sampler]
     if seed is not None:
         cmd += ["--seed", str(seed)]
     return cmd
@@ -264,7 +269,8 @@ def run_once(name: str, spec: dict[str, Any], work: Path, seed: int | None, extr
     work.mkdir(parents=True)
     trace_dir = work / "trace"
     trace_dir.mkdir()
-    cmd = contender_command(name, spec["kind"], spec["trials"], spec["slots"], work, seed, extra)
+    cmd = contender_command(name, spec["kind"], spec["trials"], spec["slots"], work, seed, extra,
+                            spec.get("sampler", "tpe"))
     env = {**os.environ, TRACE_ENV: str(trace_dir), **env_extra}
     load_before = other_load()
     submitted = time.time()
@@ -385,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--contenders", default=",".join(ALL),
                         help=f"comma-separated, from {', '.join(ALL)} (default: all)")
+    parser.add_argument("--sampler", choices=("tpe", "random"),
+                        help="every contender's sampler (default: the workload's: random for throughput, "
+                             "as Ray Tune's test; TPE elsewhere)")
     parser.add_argument("--seed", type=int, default=13, help="sampler seed of round 1 (round r: seed + r - 1)")
     parser.add_argument("--ln-median", type=float, default=1.0, help="heavy-tail: median trial seconds")
     parser.add_argument("--ln-sigma", type=float, default=1.0, help="heavy-tail: log-normal shape")
@@ -398,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = dict(WORKLOADS[args.workload])
     spec["trials"] = args.trials or spec["trials"]
     spec["slots"] = args.slots or spec["slots"]
+    spec["sampler"] = args.sampler or spec.get("sampler", "tpe")
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
     unknown = [n for n in names if n not in ALL]
     if unknown:
@@ -438,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                                      + ([f"--ln-median={args.ln_median}", f"--ln-sigma={args.ln_sigma}"]
                                         if spec["kind"] == "lognormal" else [])),
             "tool": display_command(contender_command(n, spec["kind"], spec["trials"], spec["slots"],
-                                                      Path("WORK"), args.seed, args.runner_arg)),
+                                                      Path("WORK"), args.seed, args.runner_arg, spec["sampler"])),
         }
     result = {
         "workload": args.workload, "spec": spec, "rounds": args.rounds, "seed": args.seed,

@@ -13,6 +13,9 @@ checks first whether its token already did its work, so a retry never counts twi
 - `create_trial(token)` / `take_waiting(token)`: the trial is created (or a WAITING one taken)
   in the same transaction that binds it to the claim; a claim given back meanwhile (see `sweep`)
   rolls the creation back. No trial without a claim, no claim with two trials.
+- `claim_trial(token)`: what the task's loop calls: the claim, the trial (a WAITING one first),
+  its binding, its first heartbeat and its `host` attribute, all in one transaction (one write
+  per trial before the objective, instead of five).
 - `finish(token, state, values)`: the runner's `tell`, conditional on the trial still RUNNING
   (one UPDATE, one winner: on SQLite, Optuna's own read-then-write `tell` could overwrite a FAIL
   set by a sweep, and the trial would count twice).
@@ -82,7 +85,8 @@ def is_ours(trial: Any) -> bool:
 
 def foreign_finished(trials: Iterable[Any]) -> int:
     """Finished trials of other clients (no claim of this runner): they count against the budget
-    (see `claim`)."""
+    (see `claim`). The specification of `Ledger.foreign_finished`, which counts the same in SQL
+    (tests/unit/test_ledger.py holds them equal)."""
     return _finished(list(trials), only_foreign=True)
 
 
@@ -298,6 +302,73 @@ class Ledger:
             session.flush()
             self._bind(session, token, trial.trial_id)
             return int(trial.trial_id)
+
+    def claim_trial(self, token: str, limit: int, grace: float,
+                    user_attrs: dict[str, Any] | None = None) -> int | None:
+        """`claim`, then `take_waiting` of the study's oldest WAITING trial or `create_trial`,
+        in one transaction, with the trial's first heartbeat and `user_attrs` (the task's host):
+        the loop's one write before the objective. None: the budget is spent. A retry of a call
+        whose commit was not acknowledged finds its trial by `token`."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import func, insert, select, update
+
+        b, c, t = self._budget, self._claims, models.TrialModel.__table__
+        with self._session() as session, session.begin():
+            self._lock_study(session)  # before any plain read: see create_trial
+            row = session.execute(select(c.c.trial_id).where(c.c.token == token)).first()
+            if row is not None and row[0] is not None:
+                return int(row[0])
+            if row is None:
+                res = session.execute(update(b).where(b.c.study_id == self.study_id, b.c.claimed < limit)
+                                      .values(claimed=b.c.claimed + 1, changes=b.c.changes + 1))
+                if res.rowcount != 1:
+                    return None
+                session.execute(insert(c).values(token=token, study_id=self.study_id, trial_id=None,
+                                                 grace=int(math.ceil(grace)), claimed_at=func.now()))
+            trial_id = None
+            waiting = session.execute(select(t.c.trial_id).where(t.c.study_id == self.study_id,
+                                                                 t.c.state == TrialState.WAITING)
+                                      .order_by(t.c.number)).scalars().all()
+            for candidate in waiting:
+                res = session.execute(update(t).where(t.c.trial_id == candidate, t.c.state == TrialState.WAITING)
+                                      .values(state=TrialState.RUNNING, datetime_start=_utcnow()))
+                if res.rowcount == 1:
+                    trial_id = int(candidate)
+                    break
+            if trial_id is None:
+                trial = self.rdb._get_prepared_new_trial(self.study_id, None, session)
+                session.flush()
+                trial_id = int(trial.trial_id)
+            self._bind(session, token, trial_id)
+            for key, value in (user_attrs or {}).items():
+                _upsert_attr(session, models.TrialUserAttributeModel, trial_id, key, value)
+            h = models.TrialHeartbeatModel.__table__
+            if session.execute(update(h).where(h.c.trial_id == trial_id).values(heartbeat=func.now())).rowcount == 0:
+                session.execute(insert(h).values(trial_id=trial_id, heartbeat=func.now()))
+            return trial_id
+
+    def foreign_finished(self) -> int:
+        """`foreign_finished` of the study's trials, counted by the database: finished trials
+        without this runner's claim, less the FAILs that were retried (Optuna's `retry_history`).
+        Cost grows with the study in SQL, not in Python: no trial is read."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import and_, func, select
+
+        t, a = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
+        ours = select(a.c.trial_id).where(a.c.trial_id == t.c.trial_id, a.c.key == CLAIM_ATTR).exists()
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        foreign = and_(t.c.study_id == self.study_id, t.c.state.in_(done), ~ours)
+        with self._engine.connect() as conn:
+            count = int(conn.execute(select(func.count()).select_from(t).where(foreign)).scalar() or 0)
+            failed = set(conn.execute(select(t.c.number).where(foreign, t.c.state == TrialState.FAIL)).scalars())
+            if not failed:
+                return count
+            histories = conn.execute(select(a.c.value_json).select_from(a.join(t, t.c.trial_id == a.c.trial_id))
+                                     .where(t.c.study_id == self.study_id, a.c.key == "retry_history")).scalars()
+            retried = {n for text in histories for n in json.loads(text)}
+        return count - len(failed & retried)
 
     def take_waiting(self, token: str, waiting_ids: Sequence[int]) -> int | None:
         """Take the first of `waiting_ids` still WAITING (oldest first: a retry, or a trial the

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.config import Job
-from runner.ledger import ClaimLost, Ledger, foreign_finished
+from runner.ledger import ClaimLost, Ledger
 from runner.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
 
 # How often a task out of claims looks again while trials of this runner still run: it leaves this
@@ -52,6 +52,25 @@ def make_sampler(job: Job, index: int) -> Any:
         shared = settings.sampler_seed if settings.sampler_seed is not None else zlib.crc32(settings.name.encode())
         return samplers.QMCSampler(seed=shared, scramble=True)
     return samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def register_in_cache(cached: Any, study_id: int, read: Callable[[], Any]) -> bool:
+    """Put a trial this task just started into Optuna's `_CachedStorage` (`read()` gives its
+    FrozenTrial), as the cache's own `create_new_trial` does, and mark it unfinished so that the
+    cache reads it again until it ends (a WAITING trial taken may be older than the cache's last
+    finished trial). False: not a cached storage of this Optuna's shape; poll the study instead."""
+    try:
+        from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+    except ImportError:
+        return False
+    if not isinstance(cached, _CachedStorage) or not hasattr(cached, "_add_trials_to_cache"):
+        return False
+    frozen = read()
+    with cached._lock:
+        info = cached._studies.setdefault(study_id, _StudyInfo())
+        cached._add_trials_to_cache(study_id, [frozen])
+        info.unfinished_trial_ids.add(frozen._trial_id)
+    return True
 
 
 def make_pruner(name: str) -> Any:
@@ -160,14 +179,16 @@ class TrialLoop:
         while not self._out_of_time() and (self.share is None or self.ran < self.share):
             self._maybe_sweep()
             token = new_token()
-            if not self._claim(token):
+            try:
+                trial_id = self._claim(token)
+            except ClaimLost:
+                continue  # given back by a sweep while this task was cut off: claim again
+            if trial_id is None:
                 if self._done():
                     break
                 time.sleep(IDLE_POLL_SECONDS)
                 continue
-            trial_id = self._bind(token)
-            if trial_id is None:
-                continue
+            self._register(trial_id)
             self.on_start(trial_id)
             try:
                 finished = self._evaluate(token, trial_id)
@@ -194,14 +215,17 @@ class TrialLoop:
             self.guard.call(lambda: self.ledger.sweep(self.settings.max_retry), "failing stale trials")
             self.last_sweep = time.monotonic()
 
-    def _claim(self, token: str) -> bool:
+    def _claim(self, token: str) -> int | None:
+        """The trial this task runs next, claimed, created (or a WAITING one taken), bound and
+        given its first heartbeat in one transaction; None when the budget is spent. Finished
+        trials of other clients count against the budget (counted by the database)."""
         if self.settings.n_trials is None:
             limit = UNLIMITED
         else:
-            trials = self.guard.call(lambda: self.study.get_trials(deepcopy=False), "polling")
-            limit = self.settings.n_trials - foreign_finished(trials)
-        return bool(self.guard.call(lambda: self.ledger.claim(token, limit, self.settings.grace_period),
-                                    "claiming a trial"))
+            limit = self.settings.n_trials - self.guard.call(self.ledger.foreign_finished, "polling")
+        attrs = {"host": self.host}
+        return self.guard.call(lambda: self.ledger.claim_trial(token, limit, self.settings.grace_period, attrs),
+                               "claiming a trial")
 
     def _done(self) -> bool:
         """Out of claims: done unless trials of this runner still run (one may die and give its
@@ -210,24 +234,14 @@ class TrialLoop:
         _, running = self.guard.call(self.ledger.running, "polling")
         return not running and not unbound
 
-    def _bind(self, token: str) -> int | None:
-        from optuna.trial import TrialState
-
+    def _register(self, trial_id: int) -> None:
+        """Optuna's cached storage learns of the new trial (its writes, the objective's suggests,
+        need it in the cache): the trial alone is read, not the study's every trial."""
         storage, study_id = self.study._storage, self.study._study_id
-        waiting = self.guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False,
-                                                                 states=(TrialState.WAITING,)), "polling")
-        ids = [t._trial_id for t in sorted(waiting, key=lambda t: t.number)]
-        try:
-            trial_id = None
-            if ids:
-                trial_id = self.guard.call(lambda: self.ledger.take_waiting(token, ids), "taking a waiting trial")
-            if trial_id is None:
-                trial_id = self.guard.call(lambda: self.ledger.create_trial(token), "creating a trial")
-        except ClaimLost:
-            return None  # given back by a sweep while this task was cut off: claim again
-        # Optuna's cached storage learns of the trial (it serves the objective's writes).
-        self.guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "polling")
-        return int(trial_id)
+        cached = getattr(storage, "_inner", storage)
+        if not register_in_cache(cached, study_id, lambda: self.guard.call(
+                lambda: cached._backend.get_trial(trial_id), "reading a trial")):
+            self.guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "polling")
 
     def _evaluate(self, token: str, trial_id: int) -> bool:
         """True: the trial was finished here (not dropped)."""
@@ -235,8 +249,7 @@ class TrialLoop:
 
         study = self.study
         try:
-            trial = optuna.Trial(study, trial_id)
-            trial.set_user_attr("host", self.host)
+            trial = optuna.Trial(study, trial_id)  # its `host` attribute was set with the claim
             result, error, pruned = None, None, False
             self.on_objective_start(trial_id)
             try:
@@ -358,8 +371,7 @@ def _run_here(job: Job, password: str | None, index: int, deadline: float | None
     parts = build_parts(job, password, index, data)
     beats: dict[int, Heartbeat] = {}
 
-    def on_start(trial_id: int) -> None:
-        parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")
+    def on_start(trial_id: int) -> None:  # the first heartbeat was recorded with the claim
         beats[trial_id] = Heartbeat(parts.rdb, trial_id, job.study.heartbeat_interval)
         beats[trial_id].start()
 
@@ -398,8 +410,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
         try:
             parts = build_parts(job, password, index, data)  # forked: the parent's copy of the data
 
-            def on_start(trial_id: int) -> None:
-                parts.guard.call(lambda: parts.storage.record_heartbeat(trial_id), "first heartbeat")
+            def on_start(trial_id: int) -> None:  # the first heartbeat was recorded with the claim
                 conn.send(("start", trial_id))
 
             # The supervisor times only the objective ("run" to "ran"): a storage outage waited out

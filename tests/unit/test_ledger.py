@@ -231,3 +231,64 @@ def test_counts() -> None:
     ]
     assert finished_trials(trials) == 2     # 0 and 2
     assert foreign_finished(trials) == 1    # 2
+
+
+def test_the_database_counts_foreign_trials_as_the_specification_does(tmp_path: Path) -> None:
+    """Ledger.foreign_finished (SQL, what each claim reads) against foreign_finished (Python over
+    the trials): plain clients' trials in every state, retried FAILs of both, the runner's own."""
+    study, ledger = setup(tmp_path)
+    assert ledger.foreign_finished() == 0
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL):
+        study.add_trial(create_trial(state=state, value=1.0 if state == TrialState.COMPLETE else None,
+                                     params={}, distributions={}))
+    study.enqueue_trial({})                                      # WAITING: not counted
+    study.ask()                                                  # RUNNING (optuna ask): not yet
+    assert ledger.foreign_finished() == foreign_finished(study.get_trials()) == 4
+    # A plain client's FAIL #2 retried by its own RetryFailedTrialCallback: no longer counted.
+    study.add_trial(create_trial(state=TrialState.FAIL, params={}, distributions={},
+                                 system_attrs={"failed_trial": 2, "retry_history": [2]}))
+    assert ledger.foreign_finished() == foreign_finished(study.get_trials()) == 4
+    # The runner's own trials never count as foreign, finished, failed or retried.
+    assert ledger.claim_trial("a", 100, 30) is not None
+    assert ledger.claim_trial("b", 100, 30) is not None
+    trial_b = ledger.claim_trial("b", 100, 30)
+    ledger.finish("a", ledger.claim_trial("a", 100, 30), TrialState.COMPLETE, [1.0])  # type: ignore[arg-type]
+    assert ledger.fail(trial_b, "lost", max_retry=2)             # ours: FAIL + a WAITING retry
+    assert ledger.foreign_finished() == foreign_finished(study.get_trials()) == 4
+
+
+def test_claim_trial_is_one_exact_transaction(tmp_path: Path) -> None:
+    """The loop's claim: within the limit under concurrency, a retry finds its own trial, the
+    oldest WAITING trial is taken first, the trial starts with its heartbeat and `host`."""
+    study, ledger = setup(tmp_path)
+    study.enqueue_trial({"x": 1.0})
+    study.enqueue_trial({"x": 2.0})
+    first_waiting = study.get_trials()[0]._trial_id
+    ledgers = [another(tmp_path, study) for _ in range(THREADS)]
+
+    def run(i: int) -> list[int]:
+        got = []
+        for k in range(10):
+            trial_id = ledgers[i].claim_trial(f"{i}-{k}", 30, 30, {"host": f"h{i}"})
+            if trial_id is not None:
+                assert ledgers[i].claim_trial(f"{i}-{k}", 30, 30, {"host": f"h{i}"}) == trial_id  # a retry
+                got.append(trial_id)
+        return got
+
+    won = [t for got in in_threads(run) for t in got]
+    trials = study.get_trials()
+    assert len(won) == len(set(won)) == 30 and ledger.claimed() == 30 and ledger.state() == (30, 0)
+    assert len(trials) == 30 and all(t.state == TrialState.RUNNING for t in trials)
+    assert first_waiting in won and [t.system_attrs["fixed_params"] for t in trials[:2]] == [{"x": 1.0}, {"x": 2.0}]
+    assert all(t.system_attrs[CLAIM_ATTR] and t.user_attrs["host"].startswith("h") for t in trials)
+    now, running = ledger.running()
+    assert len(running) == 30 and all(r.heartbeat is not None for r in running)
+    assert ledger.claim_trial("late", 30, 30) is None and ledger.claimed() == 30
+    assert ledger.claim_trial("late", 31, 30) is not None       # a limit that grew (a foreign trial failed)
+
+
+def test_claim_trial_takes_no_trial_for_a_claim_given_back(tmp_path: Path) -> None:
+    study, ledger = setup(tmp_path)
+    assert ledger.claim("a", 5, 30)          # a claim made without its trial (an older runner)
+    assert ledger.claim_trial("a", 5, 30) is not None and ledger.claimed() == 1  # bound, not counted twice
+    assert ledger.state() == (1, 0)

@@ -146,3 +146,21 @@ def test_each_sampler_and_its_seed_per_task(tmp_path: Path) -> None:
         again._rng.rng.random()
     qmc = [make_sampler(job(tmp_path, sampler="qmc"), i)._seed for i in (0, 1)]
     assert qmc[0] == qmc[1]  # one shared sequence
+
+
+def test_the_tasks_cache_sees_every_trial_it_started_end(tmp_path: Path) -> None:
+    """The loop puts each trial it starts into Optuna's cached storage (instead of reading the
+    whole study): a WAITING trial older than the cache's last finished trial, taken and run here,
+    is seen finished by the sampler's next read, with its value and the task's `host`."""
+    the_job = job(tmp_path, n_trials=4)
+    lp = loop(tmp_path, the_job, lambda t: t.suggest_float("x", 0, 1))
+    lp.ledger.reconcile()
+    lp.study.enqueue_trial({"x": 0.25})                  # trial 0, WAITING: older than what follows
+    for _ in range(2):                                   # trials 1, 2: finished by another client
+        lp.study.add_trial(optuna.trial.create_trial(value=1.0, params={}, distributions={}))
+    lp.study.get_trials()                                # the cache's last finished trial is now #2
+    assert lp.run() == 2                                 # the budget (4) less the two foreign trials
+    seen = {t.number: t for t in lp.study.get_trials(deepcopy=False)}
+    assert [seen[n].state for n in range(4)] == [TrialState.COMPLETE] * 4
+    assert seen[0].params == {"x": 0.25} and seen[0].value == 0.25 and seen[0].user_attrs["host"] == "h"
+    assert seen[3].user_attrs["host"] == "h" and 0 <= seen[3].value <= 1
