@@ -1,11 +1,14 @@
-"""Where a short study's wall time goes, and what the driver's JVM options change, side by side.
+"""Where a short study's wall time goes, and what the driver's JVM options and the preloading
+Python daemon change, side by side.
 
-    .venv/bin/python bench/startup.py [--trials 16] [--rounds 3]
+    .venv/bin/python bench/startup.py [--trials 16] [--tasks 4] [--rounds 3]
 
-Runs `optuna-spark tune --objective sleep` (0.5 s trials, 4 tasks, local[4], a fresh SQLite file
-each) with the default driver JVM options and with none (`--driver-java-options=`), interleaved
-round by round. Reports medians of: the command's wall time, when the first trial started, when
-the last one ended, and the tail from there to the command's exit.
+Runs `optuna-spark tune --objective sleep` (0.5 s trials, TASKS tasks on local[TASKS], a fresh
+SQLite file each) as it is by default, with no driver JVM options (`--driver-java-options=`), and
+with Spark's own Python daemon instead of the runner's preloading one (`--conf
+spark.python.daemon.module=pyspark.daemon`: each Python worker imports Optuna and SQLAlchemy
+itself), interleaved round by round. Reports medians of: the command's wall time, when the first
+trial started, when the last one ended, and the tail from there to the command's exit.
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ import time
 from pathlib import Path
 
 from tune_cmd import timed_tune
-VARIANTS = {"default (-XX:TieredStopAtLevel=1)": [], "no driver JVM options": ["--driver-java-options="]}
+VARIANTS = {
+    "default (-XX:TieredStopAtLevel=1, runner.daemon)": [],
+    "no driver JVM options": ["--driver-java-options="],
+    "Spark's own Python daemon (no preloading)": ["--conf", "spark.python.daemon.module=pyspark.daemon"],
+}
 
 
-def one_run(trials: int, extra: list[str]) -> dict[str, float]:
+def one_run(trials: int, tasks: int, extra: list[str]) -> dict[str, float]:
     import optuna
 
     with tempfile.TemporaryDirectory() as d:
         url = f"sqlite:///{Path(d) / 'optuna.db'}"
         t0 = time.time()
-        _summary, wall = timed_tune(Path(d), "sleep", "s", trials, 4, ["--storage", url, "--work-dir", d, *extra])
+        _summary, wall = timed_tune(Path(d), "sleep", "s", trials, tasks, ["--storage", url, "--work-dir", d, *extra])
         done = optuna.load_study(study_name="s", storage=url).trials
         first = min(t.datetime_start for t in done).timestamp() - t0
         last = max(t.datetime_complete for t in done).timestamp() - t0
@@ -37,17 +44,19 @@ def one_run(trials: int, extra: list[str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
     for r in range(args.rounds):
         for name, extra in VARIANTS.items():
-            results[name].append(one_run(args.trials, extra))
+            results[name].append(one_run(args.trials, args.tasks, extra))
             print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[name][-1].items()),
                   file=sys.stderr)
-    print(f"{args.trials} trials x 0.5 s, 4 tasks, local[4], SQLite; median of {args.rounds} rounds (s)\n")
+    print(f"{args.trials} trials x 0.5 s, {args.tasks} tasks, local[{args.tasks}], SQLite; "
+          f"median of {args.rounds} rounds (s)\n")
     keys = ["wall", "first trial", "last trial", "tail"]
-    print("| driver JVM | " + " | ".join(keys) + " |")
+    print("| variant | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
     for name, runs in results.items():
         print(f"| {name} | " + " | ".join(f"{statistics.median(r[k] for r in runs):.2f}" for k in keys) + " |")

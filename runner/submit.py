@@ -36,6 +36,9 @@ def _int_or_none(value: str | int | None) -> int | None:
         return None
 
 
+DAEMON_MODULE = "runner.daemon"
+
+
 def standalone_slot_confs(spark: SparkSettings, n_tasks: int | None,
                           spark_defaults: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """spark.cores.max for `n_tasks` concurrent tasks, and the wait for their executors.
@@ -182,6 +185,10 @@ def build_submit_command(
         driver_python = spark.driver_python or executor_python
     confs.append(("spark.pyspark.python", executor_python))
     confs.append(("spark.pyspark.driver.python", driver_python))
+    if spark.master.startswith("local") and spark.runtime == "installed" and executor_python == default_python:
+        # The executors run this very interpreter: their Python workers fork from a daemon that
+        # did the trial loop's imports once (runner.daemon).
+        confs.append(("spark.python.daemon.module", DAEMON_MODULE))
     confs.extend(standalone_slot_confs(spark, n_tasks, spark_defaults))
     confs.extend(spark.confs)  # the user's --conf last: it wins over ours
 

@@ -94,3 +94,44 @@ def test_a_tell_and_a_sweep_racing_have_one_winner_and_retry_copies_get_their_ow
     assert len({t.number for t in trials}) == len(trials)
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     assert finished_trials(trials) == setup.claimed() == 8 - len(waiting)
+
+
+def test_the_loops_one_transaction_claims_exactly_with_waiting_trials_first_and_counts_foreign_ones(mariadb) -> None:
+    """Ledger.claim_trial (claim, trial, binding, heartbeat, host in one transaction) on MariaDB:
+    the budget less the foreign finished trials, distinct numbers, enqueued trials taken once
+    each, retries finding their own trial; Ledger.foreign_finished as the Python specification."""
+    from optuna.trial import create_trial
+
+    from runner.ledger import foreign_finished
+
+    study = fresh_study(mariadb)
+    setup = ledger_for(mariadb, study)
+    setup.create()
+    setup.reconcile()
+    for value in (1.0, 2.0, 3.0):  # a plain client's finished trials: they count against the budget
+        study.add_trial(create_trial(value=value, params={}, distributions={}))
+    for k in range(4):
+        study.enqueue_trial({"k": k})
+    ledgers = [ledger_for(mariadb, study) for _ in range(THREADS)]
+    assert setup.foreign_finished() == foreign_finished(study.get_trials()) == 3
+
+    def work(i: int) -> list[int]:
+        got = []
+        while True:
+            token = uuid.uuid4().hex
+            limit = 40 - ledgers[i].foreign_finished()
+            trial_id = ledgers[i].claim_trial(token, limit, 30, {"host": f"h{i}"})
+            if trial_id is None:
+                return got
+            assert ledgers[i].claim_trial(token, limit, 30, {"host": f"h{i}"}) == trial_id  # a retry
+            assert ledgers[i].finish(token, trial_id, TrialState.COMPLETE, [float(i)])
+            got.append(trial_id)
+
+    ran = [t for got in in_threads(work) for t in got]
+    trials = study._storage.get_all_trials(study._study_id)  # no cache: every row
+    assert len(ran) == len(set(ran)) == 37 and setup.claimed() == 37
+    assert len(trials) == 40 == len({t.number for t in trials}) == finished_trials(trials)
+    enqueued = [t for t in trials if "fixed_params" in t.system_attrs]
+    assert len(enqueued) == 4 and all(t._trial_id in ran and t.state == TrialState.COMPLETE for t in enqueued)
+    assert all(t.user_attrs["host"].startswith("h") for t in trials if t._trial_id in ran)
+    assert setup.foreign_finished() == foreign_finished(trials) == 3

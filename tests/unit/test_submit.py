@@ -236,3 +236,31 @@ def test_spark_submit_never_inherits_the_storage_password() -> None:
     from runner.submit import child_environment
     env = child_environment({"PATH": "/bin", "OPTUNA_SPARK_STORAGE_PASSWORD": "pw"}, {"PYSPARK_PYTHON": "py"})
     assert env == {"PATH": "/bin", "PYSPARK_PYTHON": "py"}
+
+
+def test_local_workers_fork_from_the_runners_preloading_daemon_only_on_this_interpreter() -> None:
+    """runner.daemon where the executors run the caller's interpreter (local mode, installed
+    runtime): elsewhere an executor's Python may lack this runner's module."""
+    def daemon(**kw: object) -> str | None:
+        spark = SparkSettings(**kw)  # type: ignore[arg-type]
+        return confs(build_submit_command(spark, [], default_python="/venv/bin/python").argv).get(
+            "spark.python.daemon.module")
+
+    assert daemon(master="local[16]") == "runner.daemon"
+    assert daemon(master="local[4]", python="/venv/bin/python") == "runner.daemon"
+    assert daemon(master="spark://driver:7077") is None
+    assert daemon(master="local[4]", python="/opt/other/bin/python") is None
+    assert daemon(master="local[4]", runtime="archive", archive="/srv/env.tar.gz") is None
+    # The user's --conf still wins (it comes last).
+    spark = SparkSettings(master="local[2]", confs=(("spark.python.daemon.module", "pyspark.daemon"),))
+    pairs = [a for a in build_submit_command(spark, [], default_python="py").argv if a.startswith("spark.python.d")]
+    assert pairs[-1] == "spark.python.daemon.module=pyspark.daemon"
+
+
+def test_the_daemon_preloads_and_tolerates_a_missing_module() -> None:
+    import sys
+
+    from runner.daemon import PRELOAD, preload
+
+    assert preload(("json", "no_such_module_here")) == ["no_such_module_here"]
+    assert preload() == [] and all(name in sys.modules for name in PRELOAD)
