@@ -300,6 +300,7 @@ def workload_section(key: str, data: dict[str, Any], images: dict[str, str]) -> 
     extra = ""
     if spec["kind"] == "lognormal":
         extra = f", log-normal median {spec.get('ln_median')} s, sigma {spec.get('ln_sigma')}"
+    extra += f", {'random' if spec.get('sampler') == 'random' else 'TPE'} sampler for every contender"
     out.append(f"`{data['command']}`: {spec['trials']} trials, {spec['slots']} slots{extra}, Spark local mode, a fresh "
                f"SQLite file per run (MLflow: its SQLite tracking store; Hyperopt: in memory), median of "
                f"{data['rounds']} interleaved round(s), {data['started']}, {data['duration_s'] / 60:.0f} min. "

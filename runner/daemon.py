@@ -5,14 +5,20 @@ it for each task. Each worker of the runner then imports Optuna, SQLAlchemy and 
 16 tasks on a 2-core machine spend seconds of start-up doing the same imports. With
 `spark.python.daemon.module=runner.daemon` (set by `optuna-spark tune` where the executors run
 this very interpreter: runner.submit), the daemon imports them first and the forked workers find
-them loaded. Nothing starts a thread or opens a connection at import time; a failed import only
-leaves the import to the worker, as without this module.
+them loaded: PySpark's worker, joblib, Optuna with the Alembic modules its RDB storage loads,
+SQLAlchemy, the MySQL drivers, the runner. Spark imports the worker module after the fork so that
+no thread runs in the daemon when it forks: none of these starts one (tests/unit/test_submit.py
+checks) or opens a connection. A failed import only leaves the import to the worker, as without
+this module.
 """
 
 from __future__ import annotations
 
 PRELOAD = (
+    "pyspark.worker", "joblib", "joblibspark", "joblibspark.backend",
     "numpy", "sqlalchemy", "sqlalchemy.orm", "optuna", "optuna.storages._rdb.models",
+    "alembic.command", "alembic.config", "alembic.migration", "alembic.script",  # RDBStorage()
+    "MySQLdb", "pymysql",  # whichever MySQL driver is installed
     "runner.spark_app", "runner.task", "runner.ledger", "runner.outage", "runner.storage",
 )
 
