@@ -7,9 +7,10 @@ it for each task. Each worker of the runner then imports Optuna, SQLAlchemy and 
 this very interpreter: runner.submit), the daemon imports them first and the forked workers find
 them loaded: PySpark's worker, joblib, Optuna with the Alembic modules its RDB storage loads,
 SQLAlchemy, the MySQL drivers, the runner. Spark imports the worker module after the fork so that
-no thread runs in the daemon when it forks: none of these starts one (tests/unit/test_submit.py
-checks) or opens a connection. A failed import only leaves the import to the worker, as without
-this module.
+no thread runs in the daemon when it forks: none of these starts one, native threads included,
+in the environment Spark gives the daemon (OMP_NUM_THREADS set to the task's cores: with one,
+NumPy's OpenBLAS starts no pool; with more, OpenBLAS's own fork handler resets it;
+tests/unit/test_submit.py checks the one-core case), and none opens a connection. A failed import only leaves the import to the worker, as without this module.
 """
 
 from __future__ import annotations

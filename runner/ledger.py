@@ -29,9 +29,10 @@ checks first whether its token already did its work, so a retry never counts twi
 
 Trials of other clients count against the budget once finished (`limit` of `claim`); RUNNING or
 WAITING ones do not. All transactions on SQLite begin IMMEDIATE (the write lock first), so a
-read-then-write cannot interleave with another writer's; on MySQL, each transaction takes its
-row locks (the study's, then the counter's) before its first plain read, whose snapshot the rest
-of the transaction sees.
+read-then-write cannot interleave with another writer's; on MySQL, a transaction that creates,
+takes or fails a trial takes the study's row lock before its first plain read (whose snapshot the
+rest of the transaction sees), and the counter is only changed by conditional UPDATEs, which read
+its current value; lock order is always the study's row, then the counter's.
 
 The trial tables are Optuna's (`optuna.storages._rdb.models`, private); tests/unit/test_ledger.py
 pins the behaviour against the installed Optuna.
@@ -326,7 +327,7 @@ class Ledger:
                     return None
                 session.execute(insert(c).values(token=token, study_id=self.study_id, trial_id=None,
                                                  grace=int(math.ceil(grace)), claimed_at=func.now()))
-            trial_id = None
+            trial_id, created = None, False
             waiting = session.execute(select(t.c.trial_id).where(t.c.study_id == self.study_id,
                                                                  t.c.state == TrialState.WAITING)
                                       .order_by(t.c.number)).scalars().all()
@@ -339,13 +340,21 @@ class Ledger:
             if trial_id is None:
                 trial = self.rdb._get_prepared_new_trial(self.study_id, None, session)
                 session.flush()
-                trial_id = int(trial.trial_id)
+                trial_id, created = int(trial.trial_id), True
             self._bind(session, token, trial_id)
+            # A new trial has no attribute or heartbeat yet: plain INSERTs. (An UPDATE or DELETE
+            # that matches no row of the newest trial id would take a gap lock on MySQL up to the
+            # index's end, and two studies' claims inserting there would deadlock.)
+            u, h = models.TrialUserAttributeModel.__table__, models.TrialHeartbeatModel.__table__
             for key, value in (user_attrs or {}).items():
-                _upsert_attr(session, models.TrialUserAttributeModel, trial_id, key, value)
-            h = models.TrialHeartbeatModel.__table__
-            if session.execute(update(h).where(h.c.trial_id == trial_id).values(heartbeat=func.now())).rowcount == 0:
+                if created:
+                    session.execute(insert(u).values(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+                else:
+                    _upsert_attr(session, models.TrialUserAttributeModel, trial_id, key, value)
+            if created or session.execute(select(h.c.trial_id).where(h.c.trial_id == trial_id)).first() is None:
                 session.execute(insert(h).values(trial_id=trial_id, heartbeat=func.now()))
+            else:
+                session.execute(update(h).where(h.c.trial_id == trial_id).values(heartbeat=func.now()))
             return trial_id
 
     def foreign_finished(self) -> int:

@@ -177,6 +177,10 @@ class TrialLoop:
 
     def _run(self) -> int:
         while not self._out_of_time() and (self.share is None or self.ran < self.share):
+            # As Optuna's ask and tell do: the sampler's per-trial view of the study is read
+            # afresh for each trial (without this, TPE would see the study as it was at the task's
+            # first trial, forever).
+            self.study._thread_local.cached_all_trials = None
             self._maybe_sweep()
             token = new_token()
             try:

@@ -270,10 +270,14 @@ def test_the_daemon_preloads_and_tolerates_a_missing_module() -> None:
 
 def test_the_daemon_starts_no_thread_before_it_forks() -> None:
     """Spark's daemon forks its workers: a thread started by an import would not exist in them
-    (a lock it held would stay held). A fresh interpreter, the preload, then the thread count."""
+    (a lock it held would stay held). A fresh interpreter with the environment Spark gives its
+    Python daemon (OMP_NUM_THREADS = the task's cores: OpenBLAS then starts no pool), the
+    preload, then the process's threads as the kernel counts them (native ones included)."""
+    import os
     import subprocess
     import sys
 
-    code = "import threading; from runner.daemon import preload; preload(); print(threading.active_count())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = "import os; from runner.daemon import preload; preload(); print(len(os.listdir('/proc/self/task')))"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "1"

@@ -164,3 +164,18 @@ def test_the_tasks_cache_sees_every_trial_it_started_end(tmp_path: Path) -> None
     assert [seen[n].state for n in range(4)] == [TrialState.COMPLETE] * 4
     assert seen[0].params == {"x": 0.25} and seen[0].value == 0.25 and seen[0].user_attrs["host"] == "h"
     assert seen[3].user_attrs["host"] == "h" and 0 <= seen[3].value <= 1
+
+
+def test_the_sampler_sees_the_study_grow_trial_after_trial(tmp_path: Path) -> None:
+    """Optuna's ask/tell reset the study's per-trial view of its trials; the loop does too:
+    TPE leaves its random start-up once the study has its n_startup_trials, and sees them all."""
+    seen: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        seen.append(len(trial.study._get_trials(deepcopy=False, use_cache=True)))
+        return trial.suggest_float("x", 0, 1)
+
+    lp = loop(tmp_path, job(tmp_path, n_trials=6), objective)
+    lp.ledger.reconcile()
+    assert lp.run() == 6
+    assert seen == [1, 2, 3, 4, 5, 6]  # the trials before it, and itself (RUNNING)
