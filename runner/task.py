@@ -50,8 +50,29 @@ def make_sampler(job: Job, index: int) -> Any:
         return samplers.NSGAIISampler(seed=seed)
     if settings.sampler == "qmc":
         shared = settings.sampler_seed if settings.sampler_seed is not None else zlib.crc32(settings.name.encode())
-        return samplers.QMCSampler(seed=shared, scramble=True)
+        return _trial_number_qmc(shared, samplers.RandomSampler(seed=seed))
     return samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _trial_number_qmc(seed: int, independent: Any) -> Any:
+    """Optuna's QMC sampler whose point is the trial's number in the shared sequence. Optuna's own
+    takes the next index from a study attribute it reads, then writes: two tasks asking at once
+    get the same point. A trial's number is unique in the study (given under the study's row
+    lock), so concurrent tasks take distinct points. The first trials, before the search space is
+    known, are the independent sampler's: seeded per task, as the other samplers."""
+    from optuna.samplers import QMCSampler
+
+    class TrialNumberQMCSampler(QMCSampler):  # type: ignore[misc]
+        _number = 0
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+            self._number = trial.number
+            return super().sample_relative(study, trial, search_space)
+
+        def _find_sample_id(self, study: Any, search_space: Any) -> int:
+            return int(self._number)
+
+    return TrialNumberQMCSampler(seed=seed, scramble=True, independent_sampler=independent)
 
 
 def register_in_cache(cached: Any, study_id: int, read: Callable[[], Any]) -> bool:
