@@ -206,19 +206,26 @@ class Ledger:
     def claim(self, token: str, limit: int, grace: float) -> bool:
         """Take one of `limit` slots under `token`. True also when a first attempt of this very
         call committed and its acknowledgement was lost."""
-        from sqlalchemy import func, insert, select, update
+        from sqlalchemy import select
 
-        b, c = self._budget, self._claims
+        c = self._claims
         with self._engine.begin() as conn:
             if conn.execute(select(c.c.token).where(c.c.token == token)).first() is not None:
                 return True
-            res = conn.execute(update(b).where(b.c.study_id == self.study_id, b.c.claimed < limit)
-                               .values(claimed=b.c.claimed + 1, changes=b.c.changes + 1))
-            if res.rowcount != 1:
-                return False
-            conn.execute(insert(c).values(token=token, study_id=self.study_id, trial_id=None,
-                                          grace=int(math.ceil(grace)), claimed_at=func.now()))
-            return True
+            return self._take_slot(conn, token, limit, grace)
+
+    def _take_slot(self, conn: Any, token: str, limit: int, grace: float) -> bool:
+        """The counter, if below `limit`, and the claim row (no trial yet), in the caller's transaction."""
+        from sqlalchemy import func, insert, update
+
+        b, c = self._budget, self._claims
+        res = conn.execute(update(b).where(b.c.study_id == self.study_id, b.c.claimed < limit)
+                           .values(claimed=b.c.claimed + 1, changes=b.c.changes + 1))
+        if res.rowcount != 1:
+            return False
+        conn.execute(insert(c).values(token=token, study_id=self.study_id, trial_id=None,
+                                      grace=int(math.ceil(grace)), claimed_at=func.now()))
+        return True
 
     def release(self, token: str) -> None:
         """Give back a claim that has no trial (nothing to run, or its creation failed)."""
@@ -314,19 +321,14 @@ class Ledger:
         from optuna.trial import TrialState
         from sqlalchemy import func, insert, select, update
 
-        b, c, t = self._budget, self._claims, models.TrialModel.__table__
+        c, t = self._claims, models.TrialModel.__table__
         with self._session() as session, session.begin():
             self._lock_study(session)  # before any plain read: see create_trial
             row = session.execute(select(c.c.trial_id).where(c.c.token == token)).first()
             if row is not None and row[0] is not None:
                 return int(row[0])
-            if row is None:
-                res = session.execute(update(b).where(b.c.study_id == self.study_id, b.c.claimed < limit)
-                                      .values(claimed=b.c.claimed + 1, changes=b.c.changes + 1))
-                if res.rowcount != 1:
-                    return None
-                session.execute(insert(c).values(token=token, study_id=self.study_id, trial_id=None,
-                                                 grace=int(math.ceil(grace)), claimed_at=func.now()))
+            if row is None and not self._take_slot(session, token, limit, grace):
+                return None
             trial_id, created = None, False
             waiting = session.execute(select(t.c.trial_id).where(t.c.study_id == self.study_id,
                                                                  t.c.state == TrialState.WAITING)
