@@ -26,8 +26,8 @@ Results are read back from MySQL with Optuna's own command line (`optuna-spark o
    against `--runtime archive` (the packed runtime in runner.toml), interleaved: submit -> first
    trial, last trial -> exit, from the controller's clock (the lab's containers share it) minus
    the ssh round trip measured alone.
-3. With --converge (bench/results/lab-converge.json): `make converge` timed twice on INVENTORY,
-   the second run being the no-op re-run. For "from scratch" give a fresh lab first:
+3. With --converge (bench/results/lab-converge.json), first of all: `make converge` timed twice on
+   INVENTORY, the second run being the no-op re-run. For "from scratch" give a fresh lab:
    `make lab-down && make lab-up LAB_WORKERS=3` (1 driver + 3 workers), then this.
 
 Not measured: Optuna's gRPC storage proxy. The runner's exact budget is SQL transactions on the
@@ -253,28 +253,36 @@ def main() -> int:
     if not Path(args.inventory).exists():
         parser.error(f"no inventory at {args.inventory}: `make lab-up converge` first")
     lab = Lab(args.inventory)
-    up = lab.on_driver("sh", "-c", f"cat > {REMOTE_OBJECTIVES} && command -v optuna-spark",
-                       input=(HERE / "bench_objectives.py").read_text(encoding="utf-8"), timeout=120)
-    if up.returncode != 0:
-        raise SystemExit(f"cannot reach the driver or the runner is not installed: {up.stderr.strip()[-500:]}")
     args.out.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     common = {"command": " ".join([".venv/bin/python", "bench/lab.py", *map(shlex.quote, sys.argv[1:])]), "started": started,
               "argv": sys.argv[1:]}
     jobs = []
+    if args.converge:  # first: "from scratch" means before anything below installs or runs
+        jobs.append(lambda: converge(args))
+    if not (args.skip_scaling and args.skip_startup):
+        jobs.append(lambda: check_driver(lab))
     if not args.skip_scaling:
         jobs.append(lambda: scaling(lab, args))
     if not args.skip_startup:
         jobs.append(lambda: startup(lab, args))
-    if args.converge:
-        jobs.append(lambda: converge(args))
     for job in jobs:
-        result = {**job(), **common}
+        result = job()
+        if result is None:
+            continue
+        result = {**result, **common}
         path = args.out / f"{result['workload']}.json"
         path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print("\n".join(result["table"]))
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def check_driver(lab: Lab) -> None:
+    up = lab.on_driver("sh", "-c", f"cat > {REMOTE_OBJECTIVES} && command -v optuna-spark",
+                       input=(HERE / "bench_objectives.py").read_text(encoding="utf-8"), timeout=120)
+    if up.returncode != 0:
+        raise SystemExit(f"cannot reach the driver or the runner is not installed: {up.stderr.strip()[-500:]}")
 
 
 if __name__ == "__main__":

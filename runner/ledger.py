@@ -28,8 +28,9 @@ checks first whether its token already did its work, so a retry never counts twi
   (`optuna ask`, a plain `study.optimize`, an older runner) are never touched.
 
 Trials of other clients count against the budget once finished (`limit` of `claim`); RUNNING or
-WAITING ones do not. All transactions on SQLite begin IMMEDIATE (the write lock first), so a
-read-then-write cannot interleave with another writer's; on MySQL, a transaction that creates,
+WAITING ones do not. Every transaction that writes begins IMMEDIATE on SQLite (the write lock
+first), so a read-then-write cannot interleave with another writer's (reads alone begin DEFERRED
+and take no write lock); on MySQL, a transaction that creates,
 takes or fails a trial takes the study's row lock before its first plain read (whose snapshot the
 rest of the transaction sees), and the counter is only changed by conditional UPDATEs, which read
 its current value; lock order is always the study's row, then the counter's.
@@ -117,17 +118,17 @@ class Ledger:
     trial-building helpers are used inside the ledger's own transactions)."""
 
     def __init__(self, connect_url: str, engine_kwargs: dict[str, Any], study_id: int, rdb: Any = None) -> None:
-        from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, event, func
+        from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, func
 
         self._engine = create_engine(connect_url, **engine_kwargs)
+        # Reads (the foreign count, the budget's state, the sweep's scan): on MySQL the same
+        # engine; on SQLite an engine whose transactions begin DEFERRED (a shared lock, many
+        # readers at once) while the writes' begin IMMEDIATE (the write lock first).
+        self._reader = self._engine
         if self._engine.dialect.name == "sqlite":
-            @event.listens_for(self._engine, "connect")
-            def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
-                dbapi_connection.isolation_level = None
-
-            @event.listens_for(self._engine, "begin")
-            def _begin_immediate(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self._reader = create_engine(connect_url, **engine_kwargs)
+            for engine, begin in ((self._engine, "BEGIN IMMEDIATE"), (self._reader, "BEGIN")):
+                _explicit_begin(engine, begin)
 
         self._meta = MetaData()
         self._budget = Table(
@@ -250,7 +251,7 @@ class Ledger:
         from sqlalchemy import func, select
 
         c = self._claims
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(select(c.c.trial_id.is_(None), func.count()).where(c.c.study_id == self.study_id)
                                 .group_by(c.c.trial_id.is_(None))).all()
         unbound = sum(int(n) for is_null, n in rows if is_null)
@@ -260,7 +261,7 @@ class Ledger:
         from sqlalchemy import select
 
         b = self._budget
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             value = conn.execute(select(b.c.claimed).where(b.c.study_id == self.study_id)).scalar()
         return int(value or 0)
 
@@ -312,16 +313,20 @@ class Ledger:
             return int(trial.trial_id)
 
     def claim_trial(self, token: str, limit: int, grace: float,
-                    user_attrs: dict[str, Any] | None = None) -> int | None:
+                    user_attrs: dict[str, Any] | None = None, idle: bool = False) -> int | None:
         """`claim`, then `take_waiting` of the study's oldest WAITING trial or `create_trial`,
         in one transaction, with the trial's first heartbeat and `user_attrs` (the task's host):
         the loop's one write before the objective. None: the budget is spent. A retry of a call
-        whose commit was not acknowledged finds its trial by `token`."""
+        whose commit was not acknowledged finds its trial by `token`. `idle`: the task's last
+        claim was refused; a plain read of the counter first (`_spent`) spares the study's row lock
+        while the budget stays spent."""
         from optuna.storages._rdb import models
         from optuna.trial import TrialState
         from sqlalchemy import func, insert, select, update
 
         c, t = self._claims, models.TrialModel.__table__
+        if idle and self._spent(token, limit):
+            return None
         with self._session() as session, session.begin():
             self._lock_study(session)  # before any plain read: see create_trial
             row = session.execute(select(c.c.trial_id).where(c.c.token == token)).first()
@@ -335,7 +340,7 @@ class Ledger:
                                       .order_by(t.c.number)).scalars().all()
             for candidate in waiting:
                 res = session.execute(update(t).where(t.c.trial_id == candidate, t.c.state == TrialState.WAITING)
-                                      .values(state=TrialState.RUNNING, datetime_start=_utcnow()))
+                                      .values(state=TrialState.RUNNING, datetime_start=_trial_clock()))
                 if res.rowcount == 1:
                     trial_id = int(candidate)
                     break
@@ -359,6 +364,21 @@ class Ledger:
                 session.execute(update(h).where(h.c.trial_id == trial_id).values(heartbeat=func.now()))
             return trial_id
 
+    def _spent(self, token: str, limit: int) -> bool:
+        """The budget is spent and `token` holds no claim, by a plain read that locks nothing: a
+        task out of claims polls without taking the study's row lock the others need to create
+        their trials. Only a shortcut: the counter only moves under locks, so a stale read here
+        either refuses a slot a moment too long (the task polls again) or goes on to the
+        locking transaction, whose conditional UPDATE decides."""
+        from sqlalchemy import select
+
+        b, c = self._budget, self._claims
+        with self._reader.connect() as conn:
+            claimed = conn.execute(select(b.c.claimed).where(b.c.study_id == self.study_id)).scalar()
+            if claimed is None or int(claimed) < limit:
+                return False
+            return conn.execute(select(c.c.token).where(c.c.token == token)).first() is None
+
     def foreign_finished(self) -> int:
         """`foreign_finished` of the study's trials, counted by the database: finished trials
         without this runner's claim, less the FAILs that were retried (Optuna's `retry_history`).
@@ -371,7 +391,7 @@ class Ledger:
         ours = select(a.c.trial_id).where(a.c.trial_id == t.c.trial_id, a.c.key == CLAIM_ATTR).exists()
         done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         foreign = and_(t.c.study_id == self.study_id, t.c.state.in_(done), ~ours)
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             count = int(conn.execute(select(func.count()).select_from(t).where(foreign)).scalar() or 0)
             failed = set(conn.execute(select(t.c.number).where(foreign, t.c.state == TrialState.FAIL)).scalars())
             if not failed:
@@ -395,7 +415,7 @@ class Ledger:
                 return done
             for trial_id in waiting_ids:
                 res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.WAITING)
-                                      .values(state=TrialState.RUNNING, datetime_start=_utcnow()))
+                                      .values(state=TrialState.RUNNING, datetime_start=_trial_clock()))
                 if res.rowcount == 1:
                     self._bind(session, token, trial_id)
                     return int(trial_id)
@@ -414,7 +434,7 @@ class Ledger:
             if row is not None and row[0] is not None:
                 return int(row[0]) == int(state)
             res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.RUNNING)
-                                  .values(state=state, datetime_complete=_utcnow()))
+                                  .values(state=state, datetime_complete=_trial_clock()))
             if res.rowcount != 1:
                 # Not RUNNING any more: finished by this very call (a concurrent duplicate; a
                 # locking read sees past the snapshot) or taken for dead by a sweep.
@@ -448,7 +468,7 @@ class Ledger:
             frozen = self.rdb._build_frozen_trial_from_trial_model(
                 models.TrialModel.find_or_raise_by_id(trial_id, session))
             res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.RUNNING)
-                                  .values(state=TrialState.FAIL, datetime_complete=_utcnow()))
+                                  .values(state=TrialState.FAIL, datetime_complete=_trial_clock()))
             if res.rowcount != 1:
                 return False
             _upsert_attr(session, models.TrialUserAttributeModel, trial_id, "fail_reason", reason)
@@ -478,7 +498,7 @@ class Ledger:
         from sqlalchemy import func, select
 
         t, h, c = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__, self._claims
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             now = _naive(conn.execute(select(func.now())).scalar())
             rows = conn.execute(
                 select(c.c.trial_id, c.c.token, c.c.grace, c.c.bound_at, h.c.heartbeat)
@@ -502,7 +522,7 @@ class Ledger:
                                 "(a lost executor, a killed run or a long storage outage)", max_retry):
                 failed.append(r.trial_id)
         c = self._claims
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(select(c.c.token, c.c.grace, c.c.claimed_at)
                                 .where(c.c.study_id == self.study_id, c.c.trial_id.is_(None))).all()
         for token, grace, claimed_at in rows:
@@ -513,10 +533,27 @@ class Ledger:
 
     def dispose(self) -> None:
         self._engine.dispose()
+        if self._reader is not self._engine:
+            self._reader.dispose()
 
 
-def _utcnow() -> datetime.datetime:
-    # RDBStorage stores trial datetimes as naive UTC.
+def _explicit_begin(engine: Any, statement: str) -> None:
+    """SQLite: no implicit transactions of the driver; each one begins with `statement`."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
+
+
+def _trial_clock() -> datetime.datetime:
+    """A trial's start or end time as Optuna 5's RDBStorage stores it: naive UTC (its model reads
+    it back as local time), whatever the host's time zone. (Heartbeats, claims and the sweep use
+    the database's clock, `func.now()`, on both sides.)"""
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 

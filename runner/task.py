@@ -182,6 +182,7 @@ class TrialLoop:
     on_objective_end: Callable[[int], None] = lambda trial_id: None
     ran: int = 0
     last_sweep: float = field(default=0.0)
+    idle: bool = False  # the last claim was refused (the budget is spent, for now)
 
     @property
     def settings(self) -> Any:
@@ -208,6 +209,7 @@ class TrialLoop:
                 trial_id = self._claim(token)
             except ClaimLost:
                 continue  # given back by a sweep while this task was cut off: claim again
+            self.idle = trial_id is None
             if trial_id is None:
                 if self._done():
                     break
@@ -249,8 +251,8 @@ class TrialLoop:
         else:
             limit = self.settings.n_trials - self.guard.call(self.ledger.foreign_finished, "polling")
         attrs = {"host": self.host}
-        return self.guard.call(lambda: self.ledger.claim_trial(token, limit, self.settings.grace_period, attrs),
-                               "claiming a trial")
+        return self.guard.call(lambda: self.ledger.claim_trial(token, limit, self.settings.grace_period, attrs,
+                                                                idle=self.idle), "claiming a trial")
 
     def _done(self) -> bool:
         """Out of claims: done unless trials of this runner still run (one may die and give its

@@ -135,3 +135,30 @@ def test_the_loops_one_transaction_claims_exactly_with_waiting_trials_first_and_
     assert len(enqueued) == 4 and all(t._trial_id in ran and t.state == TrialState.COMPLETE for t in enqueued)
     assert all(t.user_attrs["host"].startswith("h") for t in trials if t._trial_id in ran)
     assert setup.foreign_finished() == foreign_finished(trials) == 3
+
+
+def test_an_idle_claim_takes_no_lock_while_the_budget_is_spent(mariadb) -> None:
+    """A task out of claims polls `claim_trial(idle=True)`: with the budget spent it is refused
+    by a plain read, not by a transaction waiting for the study's row lock (another client holds
+    it here: a refused poll does not queue behind it, nor make others queue behind it)."""
+    import pymysql
+
+    study = fresh_study(mariadb)
+    setup = ledger_for(mariadb, study)
+    setup.create()
+    setup.reconcile()
+    assert setup.claim_trial(uuid.uuid4().hex, 1, 30) is not None
+    holder = pymysql.connect(host=mariadb.host, port=mariadb.port, user=mariadb.user,
+                             password=mariadb.password, database="optuna")
+    try:
+        with holder.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT study_id FROM studies WHERE study_id = %s FOR UPDATE", (study._study_id,))
+        out: list[Any] = []
+        poll = threading.Thread(target=lambda: out.append(setup.claim_trial(uuid.uuid4().hex, 1, 30, idle=True)))
+        poll.start()
+        poll.join(timeout=30)  # the lock is held for as long as this test waits
+        assert not poll.is_alive() and out == [None]
+    finally:
+        holder.rollback()
+        holder.close()

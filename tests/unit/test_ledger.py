@@ -292,3 +292,76 @@ def test_claim_trial_takes_no_trial_for_a_claim_given_back(tmp_path: Path) -> No
     assert ledger.claim("a", 5, 30)          # a claim made without its trial (an older runner)
     assert ledger.claim_trial("a", 5, 30) is not None and ledger.claimed() == 1  # bound, not counted twice
     assert ledger.state() == (1, 0)
+
+
+def test_an_idle_claim_reads_the_counter_first_and_still_finds_its_retry_and_a_slot_given_back(tmp_path: Path) -> None:
+    """`idle=True` (the task's last claim was refused): refused without the locking transaction
+    while the budget is spent, yet a retried token still gets its own trial, and a slot given back
+    by a failed-and-retried trial is taken (the WAITING copy first)."""
+    study, ledger = setup(tmp_path)
+    first = ledger.claim_trial("a", 2, 30, idle=True)
+    second = ledger.claim_trial("b", 2, 30)
+    assert first is not None and second is not None and ledger.claimed() == 2
+    assert ledger.claim_trial("c", 2, 30, idle=True) is None and ledger.state() == (2, 0)
+    assert ledger.claim_trial("b", 2, 30, idle=True) == second          # a retry of a committed claim
+    assert ledger.fail(first, "lost", max_retry=1) and ledger.claimed() == 1
+    retry = ledger.claim_trial("d", 2, 30, idle=True)
+    assert retry is not None and study._storage.get_trial(retry).system_attrs["retry_history"] == [0]
+    assert ledger.claim_trial("e", 2, 30, idle=True) is None and ledger.claimed() == 2
+
+
+def test_trial_times_are_stored_as_optunas_own_on_a_host_not_on_utc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a host not on UTC, a WAITING trial the runner takes and finishes reads back (through
+    Optuna) with the start time a trial Optuna creates gets, near the local clock, and a duration
+    not off by the host's UTC offset (Optuna 5 stores naive UTC, reads local)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    time.tzset()
+    try:
+        study, ledger = setup(tmp_path)
+        study.enqueue_trial({})
+        trial_id = ledger.claim_trial("a", 10, 30)
+        assert trial_id is not None
+        assert ledger.finish("a", trial_id, TrialState.COMPLETE, [1.0])
+        created = ledger.claim_trial("b", 10, 30)  # a new trial: Optuna's own clock
+        assert created is not None
+        taken, new = study._storage.get_trial(trial_id), study._storage.get_trial(created)
+        now = datetime.datetime.now()
+        assert abs((taken.datetime_start - now).total_seconds()) < 60
+        assert abs((new.datetime_start - taken.datetime_start).total_seconds()) < 60
+        assert datetime.timedelta(0) <= taken.duration < datetime.timedelta(seconds=60)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_on_sqlite_the_ledgers_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A writer holds SQLite's write lock (a claim in progress, another run's transaction): the
+    ledger's reads (the foreign count before each claim, the budget's state, the sweep's scan,
+    the idle poll) go on under a shared lock instead of queueing for the write lock; its writes
+    still wait for it."""
+    import sqlite3
+
+    study, ledger = setup(tmp_path)
+    assert ledger.claim_trial("a", 5, 30) is not None
+    writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        out: list[Any] = []
+
+        def reads() -> None:
+            out.append((ledger.foreign_finished(), ledger.state(), ledger.claimed(), len(ledger.running()[1]),
+                        ledger.claim_trial("b", 1, 30, idle=True)))
+
+        reader = threading.Thread(target=reads)
+        reader.start()
+        reader.join(timeout=30)  # KW's busy timeout is 60 s: a read queueing for the lock would still wait
+        assert not reader.is_alive() and out == [(0, (1, 0), 1, 1, None)]
+        blocked = threading.Thread(target=lambda: out.append(ledger.claim_trial("c", 5, 30)))
+        blocked.start()
+        blocked.join(timeout=1)
+        assert blocked.is_alive()  # a write waits for the writer
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    blocked.join(timeout=60)
+    assert not blocked.is_alive() and out[-1] is not None
