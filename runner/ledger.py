@@ -30,10 +30,10 @@ checks first whether its token already did its work, so a retry never counts twi
 Trials of other clients count against the budget once finished (`limit` of `claim`); RUNNING or
 WAITING ones do not. Every transaction that writes begins IMMEDIATE on SQLite (the write lock
 first), so a read-then-write cannot interleave with another writer's (reads alone begin DEFERRED
-and take no write lock); on MySQL, a transaction that creates,
-takes or fails a trial takes the study's row lock before its first plain read (whose snapshot the
-rest of the transaction sees), and the counter is only changed by conditional UPDATEs, which read
-its current value; lock order is always the study's row, then the counter's.
+and take no write lock); on MySQL, a transaction that creates, takes or fails a trial takes the
+study's row lock before its first plain read (whose snapshot the rest of the transaction sees),
+and the counter is only changed by conditional UPDATEs, which read its current value; lock order
+is always the study's row, then the counter's.
 
 The trial tables are Optuna's (`optuna.storages._rdb.models`, private); tests/unit/test_ledger.py
 pins the behaviour against the installed Optuna.
@@ -126,9 +126,10 @@ class Ledger:
         # readers at once) while the writes' begin IMMEDIATE (the write lock first).
         self._reader = self._engine
         if self._engine.dialect.name == "sqlite":
-            self._reader = create_engine(connect_url, **engine_kwargs)
-            for engine, begin in ((self._engine, "BEGIN IMMEDIATE"), (self._reader, "BEGIN")):
-                _explicit_begin(engine, begin)
+            if self._engine.url.database not in (None, "", ":memory:"):  # one file, two engines
+                self._reader = create_engine(connect_url, **engine_kwargs)
+                _explicit_begin(self._reader, "BEGIN")
+            _explicit_begin(self._engine, "BEGIN IMMEDIATE")
 
         self._meta = MetaData()
         self._budget = Table(
@@ -365,9 +366,9 @@ class Ledger:
             return trial_id
 
     def _spent(self, token: str, limit: int) -> bool:
-        """The budget is spent and `token` holds no claim, by a plain read that locks nothing: a
-        task out of claims polls without taking the study's row lock the others need to create
-        their trials. Only a shortcut: the counter only moves under locks, so a stale read here
+        """The budget is spent and `token` holds no claim, by a plain read (no row lock on MySQL, no
+        write lock on SQLite): a task out of claims polls without taking the study's row lock the
+        others need to create their trials. Only a shortcut: the counter only moves under locks, so a stale read here
         either refuses a slot a moment too long (the task polls again) or goes on to the
         locking transaction, whose conditional UPDATE decides."""
         from sqlalchemy import select
@@ -531,10 +532,11 @@ class Ledger:
                 self.release(token)
         return failed
 
-    def dispose(self) -> None:
-        self._engine.dispose()
+    def dispose(self, close: bool = True) -> None:
+        """Both engines' pools; `close=False` in a forked child (the parent's connections)."""
+        self._engine.dispose(close=close)
         if self._reader is not self._engine:
-            self._reader.dispose()
+            self._reader.dispose(close=close)
 
 
 def _explicit_begin(engine: Any, statement: str) -> None:

@@ -433,7 +433,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
     def child_main(conn: Any, share_left: int | None) -> None:
         # Connections pooled in this (the parent's) memory belong to the parent: never use or close them.
         rdb.engine.dispose(close=False)
-        ledger._engine.dispose(close=False)
+        ledger.dispose(close=False)
         try:
             parts = build_parts(job, password, index, data)  # forked: the parent's copy of the data
 

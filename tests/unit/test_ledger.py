@@ -302,7 +302,10 @@ def test_an_idle_claim_reads_the_counter_first_and_still_finds_its_retry_and_a_s
     first = ledger.claim_trial("a", 2, 30, idle=True)
     second = ledger.claim_trial("b", 2, 30)
     assert first is not None and second is not None and ledger.claimed() == 2
+    lock_study = ledger._lock_study
+    ledger._lock_study = lambda session: pytest.fail("an idle claim refused by the counter took the lock")  # type: ignore[method-assign]
     assert ledger.claim_trial("c", 2, 30, idle=True) is None and ledger.state() == (2, 0)
+    ledger._lock_study = lock_study  # type: ignore[method-assign]
     assert ledger.claim_trial("b", 2, 30, idle=True) == second          # a retry of a committed claim
     assert ledger.fail(first, "lost", max_retry=1) and ledger.claimed() == 1
     retry = ledger.claim_trial("d", 2, 30, idle=True)
@@ -314,9 +317,10 @@ def test_trial_times_are_stored_as_optunas_own_on_a_host_not_on_utc(tmp_path: Pa
     """On a host not on UTC, a WAITING trial the runner takes and finishes reads back (through
     Optuna) with the start time a trial Optuna creates gets, near the local clock, and a duration
     not off by the host's UTC offset (Optuna 5 stores naive UTC, reads local)."""
-    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    monkeypatch.setenv("TZ", "IST-5:30")  # UTC+05:30, a POSIX rule: no tzdata needed
     time.tzset()
     try:
+        assert datetime.datetime.now().astimezone().utcoffset() == datetime.timedelta(hours=5, minutes=30)
         study, ledger = setup(tmp_path)
         study.enqueue_trial({})
         trial_id = ledger.claim_trial("a", 10, 30)
@@ -330,18 +334,21 @@ def test_trial_times_are_stored_as_optunas_own_on_a_host_not_on_utc(tmp_path: Pa
         assert abs((new.datetime_start - taken.datetime_start).total_seconds()) < 60
         assert datetime.timedelta(0) <= taken.duration < datetime.timedelta(seconds=60)
     finally:
-        monkeypatch.delenv("TZ")
+        monkeypatch.undo()
         time.tzset()
 
 
-def test_on_sqlite_the_ledgers_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal_mode", ["wal", "delete"])
+def test_on_sqlite_the_ledgers_reads_do_not_wait_for_a_writer(tmp_path: Path, journal_mode: str) -> None:
     """A writer holds SQLite's write lock (a claim in progress, another run's transaction): the
     ledger's reads (the foreign count before each claim, the budget's state, the sweep's scan,
-    the idle poll) go on under a shared lock instead of queueing for the write lock; its writes
-    still wait for it."""
+    the idle poll) go on instead of queueing for the write lock, in WAL and rollback-journal mode;
+    its writes still wait for it."""
     import sqlite3
 
     study, ledger = setup(tmp_path)
+    with sqlite3.connect(tmp_path / "s.db") as db:  # WAL: what the runner sets (spark_app); delete: SQLite's default
+        assert db.execute(f"PRAGMA journal_mode={journal_mode}").fetchone() == (journal_mode,)
     assert ledger.claim_trial("a", 5, 30) is not None
     writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")

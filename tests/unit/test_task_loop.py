@@ -205,3 +205,25 @@ def test_the_sampler_sees_the_study_grow_trial_after_trial(tmp_path: Path) -> No
     lp.ledger.reconcile()
     assert lp.run() == 6
     assert seen == [1, 2, 3, 4, 5, 6]  # the trials before it, and itself (RUNNING)
+
+
+def test_a_task_polls_idle_after_a_refused_claim_and_not_after_a_trial(tmp_path: Path) -> None:
+    """After a refused claim (the budget spent for now, a claim of another task still in flight)
+    the loop's next claim is `idle` (a plain read first, runner.ledger.Ledger._spent); after a
+    claim that got a trial it is not."""
+    lp = loop(tmp_path, job(tmp_path, n_trials=3), lambda t: t.suggest_float("x", 0, 1))
+    lp.ledger.reconcile()
+    real_claim, real_state = lp.ledger.claim_trial, lp.ledger.state
+    idle_flags: list[bool] = []
+    states = iter([(1, 1)])  # the first check after a refusal: another task's claim in flight
+
+    def claim_trial(token: str, limit: int, grace: float, attrs: Any = None, idle: bool = False) -> Any:
+        idle_flags.append(idle)
+        if len(idle_flags) == 2:
+            return None  # refused once with budget left (as if the counter were full for a moment)
+        return real_claim(token, limit, grace, attrs, idle=idle)
+
+    lp.ledger.claim_trial = claim_trial  # type: ignore[method-assign]
+    lp.ledger.state = lambda: next(states, None) or real_state()  # type: ignore[method-assign]
+    assert lp.run() == 3
+    assert idle_flags == [False, False, True, False, False]
