@@ -334,7 +334,7 @@ def lab_section(results: dict[str, dict[str, Any]], scaling: Path | None = None,
                 "**not measured in this run**. "
                 "What it measures: the storage-bound scaling (a near-zero objective, 1 to 32 concurrent tasks, "
                 "MySQL on the driver: trials/s, per-trial storage overhead p50/p99), submit -> first trial and "
-                "last trial -> exit, `--runtime archive` against `installed`, and with `BENCH_LAB_CONVERGE=1` a "
+                "last trial -> exit, `--runtime archive` against `installed`, and with `BENCH_LAB_ARGS=--converge` (on a fresh lab) a "
                 "converge from scratch and the no-op re-run of 1 driver + 3 workers.", ""]
         return out + notes("lab")
     for key, data in sorted(lab.items()):
