@@ -94,7 +94,7 @@ BENCH_THROUGHPUT_TRIALS ?= 1600
 # table with every contender is a smaller one.
 BENCH_PEERS_TRIALS ?= 160
 
-.PHONY: bench bench-venv bench-efficiency bench-report bench-lab
+.PHONY: bench bench-venv bench-10k bench-efficiency bench-report bench-lab
 
 bench-venv: $(BENCH_STAMP) ## bench/.venv: the peers (Hyperopt, MLflow) and py-spy, pinned in bench/requirements.txt
 
@@ -110,6 +110,10 @@ bench: venv bench-venv ## the local benchmarks, every contender side by side (~4
 	$(BENCH_RUN) throughput --trials $(BENCH_THROUGHPUT_TRIALS) --rounds 1 --contenders runner-shared,runner-static,optuna-threads
 	$(BENCH_RUN) throughput --trials $(BENCH_PEERS_TRIALS) --rounds 1 --name throughput-peers
 	$(BENCH_RUN) startup --rounds $(BENCH_ROUNDS)
+	$(BIN)/python bench/report.py
+
+bench-10k: venv ## Ray Tune's full shape, 10,000 x 1 s on 16 tasks (~35 min): bench/results/throughput-10k.json, BENCHMARKS.md
+	$(BENCH_RUN) throughput --trials 10000 --rounds 1 --contenders runner-shared,runner-static,optuna-threads --name throughput-10k
 	$(BIN)/python bench/report.py
 
 bench-efficiency: venv ## the README's table only: runner (shared/static) vs Optuna's threads (bench/efficiency.py)

@@ -29,7 +29,7 @@ LABELS = {
     "hyperopt-sparktrials": "Hyperopt SparkTrials",
     "mlflow-spark-optuna": "MLflow MlflowSparkStudy",
 }
-LOCAL_ORDER = ("efficiency", "throughput", "throughput-peers", "heavy-tail", "startup")
+LOCAL_ORDER = ("efficiency", "throughput", "throughput-10k", "throughput-peers", "heavy-tail", "startup")
 
 
 def load_results(folder: Path) -> dict[str, dict[str, Any]]:
