@@ -257,24 +257,22 @@ def main() -> int:
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     common = {"command": " ".join([".venv/bin/python", "bench/lab.py", *map(shlex.quote, sys.argv[1:])]), "started": started,
               "argv": sys.argv[1:]}
-    jobs = []
-    if args.converge:  # first: "from scratch" means before anything below installs or runs
-        jobs.append(lambda: converge(args))
-    if not (args.skip_scaling and args.skip_startup):
-        jobs.append(lambda: check_driver(lab))
-    if not args.skip_scaling:
-        jobs.append(lambda: scaling(lab, args))
-    if not args.skip_startup:
-        jobs.append(lambda: startup(lab, args))
-    for job in jobs:
-        result = job()
-        if result is None:
-            continue
+
+    def save(result: dict[str, Any]) -> None:
         result = {**result, **common}
         path = args.out / f"{result['workload']}.json"
         path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print("\n".join(result["table"]))
         print(f"wrote {path}", file=sys.stderr)
+
+    if args.converge:  # first: "from scratch" means before anything below installs or runs
+        save(converge(args))
+    if not (args.skip_scaling and args.skip_startup):
+        check_driver(lab)
+    if not args.skip_scaling:
+        save(scaling(lab, args))
+    if not args.skip_startup:
+        save(startup(lab, args))
     return 0
 
 

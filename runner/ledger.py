@@ -368,9 +368,9 @@ class Ledger:
     def _spent(self, token: str, limit: int) -> bool:
         """The budget is spent and `token` holds no claim, by a plain read (no row lock on MySQL, no
         write lock on SQLite): a task out of claims polls without taking the study's row lock the
-        others need to create their trials. Only a shortcut: the counter only moves under locks, so a stale read here
-        either refuses a slot a moment too long (the task polls again) or goes on to the
-        locking transaction, whose conditional UPDATE decides."""
+        others need to create their trials. Only a shortcut: the counter only moves under locks,
+        so a stale read here either refuses a slot a moment too long (the task polls again) or
+        goes on to the locking transaction, whose conditional UPDATE decides."""
         from sqlalchemy import select
 
         b, c = self._budget, self._claims
