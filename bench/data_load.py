@@ -53,7 +53,7 @@ def one_round(trials: int, tasks: int, copies: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        table = pd.concat([pd.read_csv(ROOT / "runner" / "data" / "winequality-red.csv", sep=";")] * copies,
+        table = pd.concat([pd.read_csv(ROOT / "runner" / "optuna_spark" / "data" / "winequality-red.csv", sep=";")] * copies,
                           ignore_index=True)
         path = d / "wine.parquet"
         table.to_parquet(path)

@@ -25,7 +25,7 @@ SLEEP = 0.5
 
 THREADS_SCRIPT = """
 import sys, time, optuna
-from runner.objectives.sleep import objective
+from optuna_spark.objectives.sleep import objective
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 url, n, slots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 study = optuna.create_study(study_name="bench", storage=url)

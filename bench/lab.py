@@ -31,7 +31,7 @@ Results are read back from MySQL with Optuna's own command line (`optuna-spark o
    `make lab-down && make lab-up LAB_WORKERS=3` (1 driver + 3 workers), then this.
 
 Not measured: Optuna's gRPC storage proxy. The runner's exact budget is SQL transactions on the
-storage's own tables (runner.ledger), which a gRPC proxy does not carry, so the runner cannot use
+storage's own tables (optuna_spark.ledger), which a gRPC proxy does not carry, so the runner cannot use
 it; whether it would help plain Optuna clients was not measured here.
 """
 

@@ -4,7 +4,7 @@
 
 Fills a fresh SQLite study (WAL, as `optuna-spark tune` makes it) with FINISHED trials as the
 runner leaves them (claim rows, the claim attribute, a value and a param each, straight in SQL),
-then runs one `runner.task.TrialLoop` for TRIALS more trials of an objective that suggests one
+then runs one `optuna_spark.task.TrialLoop` for TRIALS more trials of an objective that suggests one
 float and returns at once, and prints the milliseconds per trial: what a lane pays between two
 trials at that study size. `--profile` adds cProfile's top functions.
 """
@@ -37,11 +37,11 @@ def main() -> None:
     import optuna
     import sqlalchemy as sa
 
-    from runner import task
-    from runner.config import Job, ObjectiveSpec, StudySettings
-    from runner.ledger import CLAIM_ATTR
-    from runner.spark_app import _sqlite_wal, prepare_study
-    from runner.storage import StorageTarget, open_rdb_storage
+    from optuna_spark import task
+    from optuna_spark.config import Job, ObjectiveSpec, StudySettings
+    from optuna_spark.ledger import CLAIM_ATTR
+    from optuna_spark.engine import prepare_study, sqlite_wal as _sqlite_wal
+    from optuna_spark.storage import StorageTarget, open_rdb_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as work:

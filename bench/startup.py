@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tune_cmd import timed_tune
 VARIANTS = {
-    "default (-XX:TieredStopAtLevel=1, runner.daemon)": [],
+    "default (-XX:TieredStopAtLevel=1, optuna_spark.daemon)": [],
     "no driver JVM options": ["--driver-java-options="],
     "Spark's own Python daemon (no preloading)": ["--conf", "spark.python.daemon.module=pyspark.daemon"],
 }

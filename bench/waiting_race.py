@@ -1,5 +1,5 @@
 """How often two tasks take the same WAITING trial on one SQLite file: Optuna's read-then-write
-`set_trial_state_values` against runner.ledger's conditional UPDATE, side by side.
+`set_trial_state_values` against optuna_spark.ledger's conditional UPDATE, side by side.
 
     .venv/bin/python bench/waiting_race.py [--rounds 10] [--threads 8]
 
@@ -18,11 +18,11 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from runner.ledger import Ledger
+from optuna_spark.ledger import Ledger
 
 
 def ledger_take(storage: Any, study_id: int) -> int | None:
-    """The runner's way (runner.ledger): a claim, then one conditional UPDATE bound to it."""
+    """The runner's way (optuna_spark.ledger): a claim, then one conditional UPDATE bound to it."""
     import uuid
 
     url = storage.engine.url.render_as_string(hide_password=False)
@@ -86,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for name, take in (("optuna set_trial_state_values", optuna_take), ("runner.ledger (conditional UPDATE)", ledger_take)):
+    for name, take in (("optuna set_trial_state_values", optuna_take), ("optuna_spark.ledger (conditional UPDATE)", ledger_take)):
         print(f"{name:38s} double takes: {double_takes(take, args.rounds, args.threads)} "
               f"in {args.rounds} rounds of {args.threads} threads")
 

@@ -15,7 +15,7 @@ MAKE_PARQUET = """
 import sys
 from importlib import resources
 import pandas as pd
-with resources.files("runner.data").joinpath("winequality-red.csv").open("rb") as fh:
+with resources.files("optuna_spark.data").joinpath("winequality-red.csv").open("rb") as fh:
     table = pd.read_csv(fh, sep=";")
 table.to_parquet(sys.argv[1])
 print(len(table), float(table.to_numpy().sum()))
@@ -24,7 +24,7 @@ print(len(table), float(table.to_numpy().sum()))
 OBJECTIVE = """
 import os
 import socket
-from runner import dataset
+from optuna_spark import dataset
 
 PATH = {path!r}
 

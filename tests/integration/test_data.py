@@ -16,14 +16,14 @@ from test_bad_input import one_line_error, studies_in
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[2]
-WINE_CSV = ROOT / "runner" / "data" / "winequality-red.csv"
+WINE_CSV = ROOT / "runner" / "optuna_spark" / "data" / "winequality-red.csv"
 
 # Records what each trial saw: the rows, a checksum of the table, the Python worker's pid, how
 # many times that process unpickled a data set; then changes its data in place, which no later
 # trial may see (each trial gets its own copy-on-write copy of the task's frame).
 OBJECTIVE = """
 import os
-from runner import dataset
+from optuna_spark import dataset
 
 def objective(trial, data):
     x = trial.suggest_float("x", 0, 1)

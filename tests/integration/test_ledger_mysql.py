@@ -1,4 +1,4 @@
-"""runner.ledger against a real MariaDB (REPEATABLE READ, row locks), many threads each with its
+"""optuna_spark.ledger against a real MariaDB (REPEATABLE READ, row locks), many threads each with its
 own connections: the budget, trial numbers and the tell/sweep race, as on SQLite (tests/unit)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from runner.ledger import Ledger, finished_trials
+from optuna_spark.ledger import Ledger, finished_trials
 
 pytestmark = pytest.mark.mysql
 
@@ -102,7 +102,7 @@ def test_the_loops_one_transaction_claims_exactly_with_waiting_trials_first_and_
     each, retries finding their own trial; Ledger.foreign_finished as the Python specification."""
     from optuna.trial import create_trial
 
-    from runner.ledger import foreign_finished
+    from optuna_spark.ledger import foreign_finished
 
     study = fresh_study(mariadb)
     setup = ledger_for(mariadb, study)

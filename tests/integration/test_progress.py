@@ -1,6 +1,6 @@
 """What `tune` shows while it runs: on a real pseudo-terminal, one progress line redrawn in place
 (a bar, finished/budget, trials/s, time left); through a pipe, the plain lines; the dashboard's
-address from runner.toml when the study starts, and in `status`."""
+address from optuna_spark.toml when the study starts, and in `status`."""
 
 from __future__ import annotations
 

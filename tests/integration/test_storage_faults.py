@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from faultproxy import FaultProxy
-from runner.ledger import finished_trials
+from optuna_spark.ledger import finished_trials
 
 pytestmark = [pytest.mark.spark, pytest.mark.mysql]
 

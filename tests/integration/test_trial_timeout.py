@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from runner.ledger import finished_trials
+from optuna_spark.ledger import finished_trials
 
 pytestmark = pytest.mark.spark
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from runner.ledger import finished_trials
+from optuna_spark.ledger import finished_trials
 
 pytestmark = pytest.mark.spark
 
@@ -144,7 +144,7 @@ def test_user_objective_as_module_function(run_cli, tmp_path: Path) -> None:
 def test_a_claim_lost_mid_run_is_given_back_in_the_same_run(run_cli, tmp_path: Path) -> None:
     """A task that dies between claiming a slot and binding its trial leaves a claim with no
     trial; the run must still end at its budget. The objective leaves such a claim once (a claim
-    row and the counter, as runner.ledger.claim writes them), as a killed executor would."""
+    row and the counter, as optuna_spark.ledger.claim writes them), as a killed executor would."""
     db = tmp_path / "work" / "optuna.db"
     (tmp_path / "leak.py").write_text(
         "import sqlite3\n"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import (ConfigError, Job, ObjectiveSpec, StudySettings, load_config_file,
+from optuna_spark.config import (ConfigError, Job, ObjectiveSpec, StudySettings, load_config_file,
                            parse_conf_pairs, static_shares)
 
 
@@ -54,7 +54,7 @@ def test_conf_pairs() -> None:
 
 
 def test_job_round_trips_through_json() -> None:
-    job = Job(study=study(sampler_seed=3), objective=ObjectiveSpec("quadratic", "runner.objectives.quadratic", "objective"),
+    job = Job(study=study(sampler_seed=3), objective=ObjectiveSpec("quadratic", "optuna_spark.objectives.quadratic", "objective"),
               gpu=True, password_file="/etc/pw")
     assert Job.from_json(job.to_json()) == job
 

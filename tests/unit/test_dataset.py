@@ -9,14 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runner import dataset
-from runner.cli import build_parser
-from runner.config import ConfigError, Job, ObjectiveSpec, StudySettings, build_settings
-from runner.dataset import (DataError, DataSpec, MemoryLimit, check_frame, effective_memory_conf, infer_format,
+from optuna_spark import dataset
+from optuna_spark.cli import build_parser
+from optuna_spark.config import ConfigError, Job, ObjectiveSpec, StudySettings, build_settings
+from optuna_spark.dataset import (DataError, DataSpec, MemoryLimit, check_frame, effective_memory_conf, infer_format,
                             is_url, memory_limit, parse_size, read_driver_file, unescape_sep)
-from runner.objectives import data_parameter
+from optuna_spark.objectives import data_parameter
 
-WINE = Path(__file__).resolve().parents[2] / "runner" / "data" / "winequality-red.csv"
+WINE = Path(__file__).resolve().parents[2] / "runner" / "optuna_spark" / "data" / "winequality-red.csv"
 BIG = MemoryLimit(1 << 40, "test")
 
 
@@ -62,7 +62,7 @@ def test_the_objectives_signature_says_whether_it_takes_data() -> None:
 
 
 def test_builtin_objectives() -> None:
-    from runner.objectives import resolve
+    from optuna_spark.objectives import resolve
 
     assert resolve("xgboost-wine").takes_data == "optional"
     assert resolve("quadratic").takes_data == "no"
@@ -282,9 +282,9 @@ def test_a_process_unpickles_a_data_set_once() -> None:
 
 
 def test_what_a_trial_does_to_its_data_the_next_trial_never_sees() -> None:
-    """Each trial gets a shallow, copy-on-write copy of the task's frame (runner.task._with_data):
+    """Each trial gets a shallow, copy-on-write copy of the task's frame (optuna_spark.task._with_data):
     an objective that changes its data in every way it can leaves the next trial's intact."""
-    from runner.task import _with_data
+    from optuna_spark.task import _with_data
 
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
     frame.attrs["target"] = "a"
@@ -323,7 +323,7 @@ def test_a_cache_across_trials_finds_the_tasks_frame_of_a_trials_copy() -> None:
 # ---------------------------------------------------------------------------- a URL's estimate
 
 def test_a_rows_width_from_its_schema_is_not_below_pandas_own_count() -> None:
-    """The estimate made before collecting a URL (runner.dataset.row_width) against what pandas
+    """The estimate made before collecting a URL (optuna_spark.dataset.row_width) against what pandas
     counts once the table is collected (memory_usage(deep=True)), for the types toPandas makes."""
     import datetime
     import decimal

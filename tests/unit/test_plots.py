@@ -7,7 +7,7 @@ import datetime
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from runner.plots import UNKNOWN_HOST, rows, timeline_spans
+from optuna_spark.plots import UNKNOWN_HOST, rows, timeline_spans
 
 T0 = datetime.datetime(2026, 11, 29, 10, 0, 0)
 
@@ -56,7 +56,7 @@ def test_timeline_spans_per_host_running_trials_end_now_waiting_ones_are_left_ou
 
 def test_overlapping_trials_of_one_host_go_to_separate_lanes() -> None:
     """Two tasks on one host: their trials overlap in time and would hide each other on one row."""
-    from runner.plots import timeline_rows
+    from optuna_spark.plots import timeline_rows
 
     trials = [trial(0, TrialState.COMPLETE, 1.0, start=0, end=4), trial(1, TrialState.COMPLETE, 1.0, start=1, end=2),
               trial(2, TrialState.COMPLETE, 1.0, start=2, end=3), trial(3, TrialState.COMPLETE, 1.0, start=2.5, end=5),

@@ -1,4 +1,4 @@
-"""Secret files and a run's private files (runner.private), on real files."""
+"""Secret files and a run's private files (optuna_spark.private), on real files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import ConfigError
-from runner.private import PrivateFiles, properties_value, read_secret_file, with_authentication
+from optuna_spark.config import ConfigError
+from optuna_spark.private import PrivateFiles, properties_value, read_secret_file, with_authentication
 
 
 def secret_file(tmp_path: Path, text: str, mode: int) -> Path:
@@ -101,7 +101,7 @@ def test_no_conf_dir_gives_defaults_with_only_the_secret(tmp_path: Path) -> None
 def test_private_dirs_of_runs_whose_process_is_gone_are_removed(tmp_path: Path) -> None:
     import subprocess
 
-    from runner.private import remove_stale_private_dirs
+    from optuna_spark.private import remove_stale_private_dirs
 
     gone = subprocess.Popen(["true"])
     gone.wait()

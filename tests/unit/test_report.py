@@ -4,7 +4,7 @@ import json
 
 import optuna
 
-from runner.report import format_progress, format_summary, study_counts, summarize
+from optuna_spark.report import format_progress, format_summary, study_counts, summarize
 
 
 def make_study() -> optuna.Study:
@@ -66,7 +66,7 @@ def test_two_objectives_are_summarized_by_their_pareto_front() -> None:
 
 import pytest  # noqa: E402
 
-from runner.report import format_duration, format_progress_bar, progress_rate, time_left  # noqa: E402
+from optuna_spark.report import format_duration, format_progress_bar, progress_rate, time_left  # noqa: E402
 
 
 def test_durations_read_as_a_clock() -> None:
@@ -116,7 +116,7 @@ def test_the_bar_of_a_time_budget_and_of_a_pareto_front() -> None:
 def test_a_terminal_gets_one_redrawn_line_a_pipe_plain_lines() -> None:
     import io
 
-    from runner.cli import ProgressView, progress_bar_wanted
+    from optuna_spark.cli import ProgressView, progress_bar_wanted
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -147,7 +147,7 @@ def test_a_terminal_gets_one_redrawn_line_a_pipe_plain_lines() -> None:
 
 
 def test_the_rate_is_smoothed_over_the_intervals_since_the_first_trial_started() -> None:
-    from runner.report import smoothed_rate
+    from optuna_spark.report import smoothed_rate
 
     start = {"finished": 10, "previous": 10, "running": 0, "elapsed": 1.0}     # Spark starting
     began = {"finished": 10, "previous": 10, "running": 2, "elapsed": 4.0}     # trials running

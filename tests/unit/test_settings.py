@@ -1,4 +1,4 @@
-"""The one settings builder (runner.config.build_settings) and the command line in front of it:
+"""The one settings builder (optuna_spark.config.build_settings) and the command line in front of it:
 every option and every config key with a bad value ends in one line, exit 2, before anything
 runs or is written; precedence is command line, then config file, then defaults."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import build_parser, main
-from runner.config import FILE_KEYS, OPTIONS, ConfigError, build_settings
+from optuna_spark.cli import build_parser, main
+from optuna_spark.config import FILE_KEYS, OPTIONS, ConfigError, build_settings
 
 
 @pytest.fixture

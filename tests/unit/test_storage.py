@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import ConfigError
-from runner.storage import (StorageTarget, describe_db_error, read_password_file, redact_url,
+from optuna_spark.config import ConfigError
+from optuna_spark.storage import (StorageTarget, describe_db_error, read_password_file, redact_url,
                             resolve_password, validate_url)
 
 
@@ -104,7 +104,7 @@ def test_database_errors_become_one_line(args: tuple, expected: str) -> None:
 
 
 def test_tls_always_means_a_verified_server(tmp_path: Path) -> None:
-    from runner.storage import mysql_tls_options
+    from optuna_spark.storage import mysql_tls_options
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
     assert mysql_tls_options("pymysql", {"ssl_ca": str(ca)}) == {}  # PyMySQL verifies chain and host

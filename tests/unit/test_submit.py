@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import ConfigError, SparkSettings
-from runner.submit import build_submit_command
+from optuna_spark.config import ConfigError, SparkSettings
+from optuna_spark.submit import build_submit_command
 
 
 def confs(argv: list[str]) -> dict[str, str]:
@@ -187,7 +187,7 @@ def test_no_cap_over_a_cluster_default_it_would_fight(defaults: dict[str, str]) 
 
 
 def test_spark_defaults_are_read_as_java_properties(tmp_path) -> None:
-    from runner.submit import read_spark_defaults, spark_conf_dirs
+    from optuna_spark.submit import read_spark_defaults, spark_conf_dirs
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "spark-defaults.conf").write_text(
@@ -209,7 +209,7 @@ def test_spark_home_and_conf_dir_are_exported_to_spark_submit() -> None:
 
 
 def test_the_configured_conf_dir_wins_over_the_environment(tmp_path) -> None:
-    from runner.submit import effective_conf_dir, spark_conf_dirs
+    from optuna_spark.submit import effective_conf_dir, spark_conf_dirs
     env = {"SPARK_CONF_DIR": "/from/env", "SPARK_HOME": "/env/home"}
     assert spark_conf_dirs("spark-submit", env, spark_conf_dir="/etc/spark") == [Path("/etc/spark")]
     assert spark_conf_dirs("spark-submit", env, spark_home="/opt/spark") == [Path("/from/env")]
@@ -221,7 +221,7 @@ def test_the_configured_conf_dir_wins_over_the_environment(tmp_path) -> None:
 
 
 def test_spark_submit_comes_from_spark_home(tmp_path) -> None:
-    from runner.submit import find_spark_submit
+    from optuna_spark.submit import find_spark_submit
     home = tmp_path / "spark"
     (home / "bin").mkdir(parents=True)
     script = home / "bin" / "spark-submit"
@@ -233,21 +233,21 @@ def test_spark_submit_comes_from_spark_home(tmp_path) -> None:
 
 
 def test_spark_submit_never_inherits_the_storage_password() -> None:
-    from runner.submit import child_environment
+    from optuna_spark.submit import child_environment
     env = child_environment({"PATH": "/bin", "OPTUNA_SPARK_STORAGE_PASSWORD": "pw"}, {"PYSPARK_PYTHON": "py"})
     assert env == {"PATH": "/bin", "PYSPARK_PYTHON": "py"}
 
 
 def test_local_workers_fork_from_the_runners_preloading_daemon_only_on_this_interpreter() -> None:
-    """runner.daemon where the executors run the caller's interpreter (local mode, installed
+    """optuna_spark.daemon where the executors run the caller's interpreter (local mode, installed
     runtime): elsewhere an executor's Python may lack this runner's module."""
     def daemon(**kw: object) -> str | None:
         spark = SparkSettings(**kw)  # type: ignore[arg-type]
         return confs(build_submit_command(spark, [], default_python="/venv/bin/python").argv).get(
             "spark.python.daemon.module")
 
-    assert daemon(master="local[16]") == "runner.daemon"
-    assert daemon(master="local[4]", python="/venv/bin/python") == "runner.daemon"
+    assert daemon(master="local[16]") == "optuna_spark.daemon"
+    assert daemon(master="local[4]", python="/venv/bin/python") == "optuna_spark.daemon"
     assert daemon(master="spark://driver:7077") is None
     assert daemon(master="local[4]", python="/opt/other/bin/python") is None
     assert daemon(master="local[4]", runtime="archive", archive="/srv/env.tar.gz") is None
@@ -260,7 +260,7 @@ def test_local_workers_fork_from_the_runners_preloading_daemon_only_on_this_inte
 def test_the_daemon_preloads_and_tolerates_a_missing_module() -> None:
     import sys
 
-    from runner.daemon import PRELOAD, preload
+    from optuna_spark.daemon import PRELOAD, preload
 
     assert preload(("json", "no_such_module_here")) == ["no_such_module_here"]
     optional = {"MySQLdb", "pymysql"}  # whichever MySQL driver is installed
@@ -277,7 +277,7 @@ def test_the_daemon_starts_no_thread_before_it_forks() -> None:
     import subprocess
     import sys
 
-    code = "import os; from runner.daemon import preload; preload(); print(len(os.listdir('/proc/self/task')))"
+    code = "import os; from optuna_spark.daemon import preload; preload(); print(len(os.listdir('/proc/self/task')))"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "1"

@@ -1,4 +1,4 @@
-"""--trial-timeout's supervisor (runner.supervisor) with real forked children: a hung trial is
+"""--trial-timeout's supervisor (optuna_spark.supervisor) with real forked children: a hung trial is
 stopped and failed, heartbeats go on while it hangs, a crashed trial is failed, and a child that
 keeps dying before any trial ends the task."""
 
@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from runner.supervisor import child_done, supervise
+from optuna_spark.supervisor import child_done, supervise
 
 
 def run(plan: dict[int, Any], **kw: Any):

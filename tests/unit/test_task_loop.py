@@ -1,4 +1,4 @@
-"""A task's trial loop (runner.task.TrialLoop) on a real SQLite storage, several loops at once."""
+"""A task's trial loop (optuna_spark.task.TrialLoop) on a real SQLite storage, several loops at once."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from runner.config import Job, ObjectiveSpec, StudySettings
-from runner.ledger import Ledger, finished_trials
-from runner.outage import OutageGuard, guarded_storage
-from runner.task import TrialLoop, resolve_outcome
+from optuna_spark.config import Job, ObjectiveSpec, StudySettings
+from optuna_spark.ledger import Ledger, finished_trials
+from optuna_spark.outage import OutageGuard, guarded_storage
+from optuna_spark.task import TrialLoop, resolve_outcome
 
 KW = {"connect_args": {"timeout": 60}}
 
@@ -132,7 +132,7 @@ def test_outcomes_follow_optunas_tell() -> None:
 
 
 def test_each_sampler_and_its_seed_per_task(tmp_path: Path) -> None:
-    from runner.task import make_sampler
+    from optuna_spark.task import make_sampler
 
     expected = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
                 "nsga2": "NSGAIISampler", "qmc": "QMCSampler"}
@@ -156,7 +156,7 @@ def test_qmc_tasks_take_the_sequences_point_of_their_trials_number(tmp_path: Pat
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
 
-    from runner.task import make_sampler
+    from optuna_spark.task import make_sampler
 
     the_job = job(tmp_path, sampler="qmc", sampler_seed=5)
     a, b = make_sampler(the_job, 0), make_sampler(the_job, 1)
@@ -209,7 +209,7 @@ def test_the_sampler_sees_the_study_grow_trial_after_trial(tmp_path: Path) -> No
 
 def test_a_task_polls_idle_after_a_refused_claim_and_not_after_a_trial(tmp_path: Path) -> None:
     """After a refused claim (the budget spent for now, a claim of another task still in flight)
-    the loop's next claim is `idle` (a plain read first, runner.ledger.Ledger._spent); after a
+    the loop's next claim is `idle` (a plain read first, optuna_spark.ledger.Ledger._spent); after a
     claim that got a trial it is not."""
     lp = loop(tmp_path, job(tmp_path, n_trials=3), lambda t: t.suggest_float("x", 0, 1))
     lp.ledger.reconcile()

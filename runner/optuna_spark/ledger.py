@@ -6,7 +6,7 @@ up to N - 1. Here a task *claims* a slot before it takes a trial. A claim is a r
 `optuna_spark_claims`, keyed by a token the task draws for it; a counter row per study
 (`optuna_spark_budget.claimed`) always equals the number of claim rows, and its conditional
 `UPDATE ... WHERE claimed < limit` is what serializes the claims. A storage call can fail after
-its commit (the acknowledgement was lost) and be retried (runner.outage): every operation below
+its commit (the acknowledgement was lost) and be retried (optuna_spark.outage): every operation below
 checks first whether its token already did its work, so a retry never counts twice.
 
 - `claim(token)`: a claim row and the counter, together.

@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from runner.objectives.context import device_for_task, gpu_required, task_cpus
+from optuna_spark.objectives.context import device_for_task, gpu_required, task_cpus
 
 DATA_FILE = "winequality-red.csv"
 TARGET = "quality"
@@ -31,7 +31,7 @@ N_ESTIMATORS = 1000
 def load_split() -> tuple[Any, Any, Any, Any]:
     import pandas as pd
 
-    with resources.files("runner.data").joinpath(DATA_FILE).open("rb") as fh:
+    with resources.files("optuna_spark.data").joinpath(DATA_FILE).open("rb") as fh:
         data = pd.read_csv(fh, sep=";")
     return split(data, TARGET)
 
@@ -45,12 +45,12 @@ def split(data: Any, target: str) -> tuple[Any, Any, Any, Any]:
 
 
 # The split of the data set the task received (--data): made once, kept with the task's frame
-# (each trial gets its own copy of that frame: runner.dataset.origin finds the frame it came from).
+# (each trial gets its own copy of that frame: optuna_spark.dataset.origin finds the frame it came from).
 _split_of: tuple[Any, tuple[Any, Any, Any, Any]] | None = None
 
 
 def split_of(data: Any) -> tuple[Any, Any, Any, Any]:
-    from runner.dataset import origin
+    from optuna_spark.dataset import origin
 
     global _split_of
     frame = origin(data)

@@ -3,9 +3,9 @@
 Runs inside a Spark Python worker. It imports only what a trial needs (Optuna, SQLAlchemy, the
 objective) and reports back a small dict; it never raises to Spark for a failing objective.
 
-A trial's life: claim a slot (runner.ledger), take a WAITING trial or create one bound to the
+A trial's life: claim a slot (optuna_spark.ledger), take a WAITING trial or create one bound to the
 claim, evaluate the objective while heartbeats are recorded, and `finish` it. Every storage call
-waits out outages (runner.outage); the ledger makes each one safe to retry.
+waits out outages (optuna_spark.outage); the ledger makes each one safe to retry.
 """
 
 from __future__ import annotations
@@ -14,19 +14,44 @@ import os
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.config import Job
-from runner.ledger import ClaimLost, Ledger
-from runner.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
+from optuna_spark.config import Job
+from optuna_spark.ledger import ClaimLost, Ledger
+from optuna_spark.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
 
 # How often a task out of claims looks again while trials of this runner still run: it leaves this
 # late after the study's last trial ends.
 IDLE_POLL_SECONDS = 0.25
 UNLIMITED = 2**31 - 1  # claims of a run with only a time budget
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """What the library (optuna_spark.optimize) ships to each task by value (cloudpickle), in
+    place of the names the command line's Job carries: the objective and callbacks as callables
+    (closures included), the study's own sampler and pruner, and Optuna's `catch`."""
+
+    objective: Callable[..., Any] | None = None
+    callbacks: tuple[Callable[[Any, Any], None], ...] | None = None
+    sampler: Any = None
+    pruner: Any = None
+    # None: every exception of the objective fails its trial and the task goes on (the command
+    # line). A tuple: as Optuna's `catch`, another exception fails its trial and ends the task.
+    catch: tuple[type[BaseException], ...] | None = None
+
+
+class ObjectiveRaised(RuntimeError):
+    """The objective raised an exception that `catch` does not name: its trial was failed and
+    stored, and the task stops (Optuna's `study.optimize` re-raises it)."""
+
+    def __init__(self, message: str, child_traceback: str) -> None:
+        super().__init__(message)
+        self.child_traceback = child_traceback
 
 
 def make_sampler(job: Job, index: int) -> Any:
@@ -177,9 +202,10 @@ class TrialLoop:
     on_start: Callable[[int], None] = lambda trial_id: None
     on_end: Callable[[int], None] = lambda trial_id: None
     # Around the objective's own call only (not the storage reads and writes before and after it,
-    # which wait out outages): what --trial-timeout times (runner.supervisor).
+    # which wait out outages): what --trial-timeout times (optuna_spark.supervisor).
     on_objective_start: Callable[[int], None] = lambda trial_id: None
     on_objective_end: Callable[[int], None] = lambda trial_id: None
+    catch: tuple[type[BaseException], ...] | None = None  # TaskInputs.catch
     ran: int = 0
     last_sweep: float = field(default=0.0)
     idle: bool = False  # the last claim was refused (the budget is spent, for now)
@@ -248,6 +274,9 @@ class TrialLoop:
         trials of other clients count against the budget (counted by the database)."""
         if self.settings.n_trials is None:
             limit = UNLIMITED
+        elif self.settings.budget_scope == "call":
+            # optimize(n_trials=N): N claims more than the study held when this call began.
+            limit = int(self.job.extra.get("claim_base", 0)) + self.settings.n_trials
         else:
             limit = self.settings.n_trials - self.guard.call(self.ledger.foreign_finished, "polling")
         attrs = {"host": self.host}
@@ -278,6 +307,7 @@ class TrialLoop:
         try:
             trial = optuna.Trial(study, trial_id)  # its `host` attribute was set with the claim
             result, error, pruned = None, None, False
+            raised: ObjectiveRaised | None = None
             self.on_objective_start(trial_id)
             try:
                 result = self.objective(trial)
@@ -287,6 +317,9 @@ class TrialLoop:
                 raise
             except (Exception, SystemExit) as exc:  # the objective's failure, whatever it is
                 error = exc
+                raised = None if self.catch is None or isinstance(exc, self.catch) else \
+                    ObjectiveRaised(f"trial {trial.number} failed: {type(exc).__name__}: {exc}"[:2000],
+                                    traceback.format_exc()[-4000:])
             finally:
                 self.on_objective_end(trial_id)
             frozen = study._storage.get_trial(trial_id)
@@ -297,8 +330,11 @@ class TrialLoop:
                 study.sampler.after_trial(study, frozen, outcome.state, outcome.values)
             except Exception:  # noqa: BLE001 - a sampler's bookkeeping must not lose the result
                 pass
-            return bool(self.guard.call(lambda: self.ledger.finish(token, trial_id, outcome.state, outcome.values),
-                                        "telling a result"))
+            finished = bool(self.guard.call(lambda: self.ledger.finish(token, trial_id, outcome.state,
+                                                                       outcome.values), "telling a result"))
+            if raised is not None:
+                raise raised
+            return finished
         except optuna.exceptions.UpdateFinishedTrialError:
             # A sweep took this trial for dead (its heartbeats lapsed in a storage outage longer
             # than the grace period) and enqueued its retry: this evaluation is dropped.
@@ -318,20 +354,22 @@ class TaskParts:
     ledger: Ledger
     objective: Callable[[Any], Any]
     callbacks: tuple[Callable[[Any, Any], None], ...] = ()
+    catch: tuple[type[BaseException], ...] | None = None
 
     def close(self) -> None:
         self.ledger.dispose()
         self.rdb.engine.dispose()
 
 
-def build_parts(job: Job, password: str | None, index: int, data: Any = None) -> TaskParts:
+def build_parts(job: Job, password: str | None, index: int, data: Any = None,
+                inputs: TaskInputs | None = None) -> TaskParts:
     import warnings
 
     import optuna
 
-    from runner import objectives
-    from runner.objectives.context import require_gpu
-    from runner.storage import StorageTarget, open_rdb_storage
+    from optuna_spark import objectives
+    from optuna_spark.objectives.context import require_gpu
+    from optuna_spark.storage import StorageTarget, open_rdb_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -339,26 +377,52 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None) ->
         require_gpu()
     settings = job.study
     target = StorageTarget(settings.storage, password)
-    objective = objectives.load(job.objective)
+    inputs = inputs or TaskInputs()
+    objective = inputs.objective if inputs.objective is not None else objectives.load(job.objective)
     if data is not None:
         # --data: the task's one copy of the data set; each trial gets its own shallow copy of it.
         objective = _with_data(objective, data)
-    callbacks = tuple(objectives.load(spec) for spec in job.callbacks)
+    callbacks = inputs.callbacks if inputs.callbacks is not None else \
+        tuple(objectives.load(spec) for spec in job.callbacks)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
     rdb = open_rdb_storage(target)
     storage = guarded_storage(optuna.storages.get_storage(rdb), guard)
     study = guard.call(lambda: optuna.load_study(
         study_name=settings.name, storage=storage,
-        sampler=make_sampler(job, index), pruner=make_pruner(settings.pruner),
+        sampler=_task_sampler(job, index, inputs), pruner=make_pruner(settings.pruner)
+        if inputs.pruner is None else inputs.pruner,
     ), "loading the study")
     ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, rdb)
-    return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective, callbacks)
+    return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective, callbacks,
+                     inputs.catch)
+
+
+def _task_sampler(job: Job, index: int, inputs: TaskInputs) -> Any:
+    """The study's own sampler (the library's, this task's copy of it), its random state drawn
+    anew where tasks run side by side, as Optuna's `study.optimize(n_jobs=...)` does for its
+    threads; or the command line's sampler by name, seeded per task."""
+    if inputs.sampler is None:
+        return make_sampler(job, index)
+    if job.study.n_jobs > 1:
+        inputs.sampler.reseed_rng()
+    return inputs.sampler
+
+
+def _require_sqlite_file(url: str) -> None:
+    """A task must find the study's SQLite file where the driver made it: SQLAlchemy would create
+    an empty one instead, and the study would not be found."""
+    from optuna_spark.storage import sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise RuntimeError(f"the study's SQLite file {path} is not visible on {socket.gethostname()}: the executors "
+                           "of a cluster need a storage they all reach (MySQL or PostgreSQL)")
 
 
 def _with_data(objective: Callable[..., Any], data: Any) -> Callable[[Any], Any]:
     """The objective called with a trial's own (shallow, copy-on-write) copy of the task's data
-    set: what one trial does to it, another never sees (runner.dataset.trial_copy)."""
-    from runner.dataset import copy_on_write, trial_copy
+    set: what one trial does to it, another never sees (optuna_spark.dataset.trial_copy)."""
+    from optuna_spark.dataset import copy_on_write, trial_copy
 
     copy_on_write()
 
@@ -369,33 +433,37 @@ def _with_data(objective: Callable[..., Any], data: Any) -> Callable[[Any], Any]
 
 
 def run_task(job_json: str, password: str | None, index: int, deadline: float | None,
-             data: Any = None, data_id: int | None = None) -> dict[str, Any]:
+             data: Any = None, data_id: int | None = None, inputs: TaskInputs | None = None) -> dict[str, Any]:
     """`data`: the broadcast of the pickled data set (--data), unpickled here once for all the
-    task's trials (runner.dataset.task_data)."""
+    task's trials (optuna_spark.dataset.task_data)."""
     started = time.monotonic()
     job = Job.from_json(job_json)
+    if job.study.sqlite_must_exist:
+        _require_sqlite_file(job.study.storage)
     shares = job.extra.get("shares")
     share = None if shares is None else int(shares[index])
     frame, loaded = None, {}
-    if data is not None:
-        from runner import dataset
+    if data is not None and data_id is None:  # a DataFrame already in this process (through Spark)
+        frame = data
+    elif data is not None:
+        from optuna_spark import dataset
 
         before = dataset.load_count()
-        frame = dataset.task_data(data, int(data_id if data_id is not None else -1))
+        frame = dataset.task_data(data, int(data_id))
         loaded = {"data_loads": dataset.load_count() - before,
                   "data_load_seconds": round(dataset.last_load_seconds(), 4)}
     if job.study.trial_timeout is not None:
-        result = _run_supervised(job, password, index, deadline, share, frame)
+        result = _run_supervised(job, password, index, deadline, share, frame, inputs)
     else:
-        result = _run_here(job, password, index, deadline, share, frame)
+        result = _run_here(job, password, index, deadline, share, frame, inputs)
     return {"index": index, "host": socket.gethostname(), "error": None, **result, **loaded,
             "seconds": round(time.monotonic() - started, 3)}
 
 
 def _run_here(job: Job, password: str | None, index: int, deadline: float | None,
-              share: int | None, data: Any = None) -> dict[str, Any]:
+              share: int | None, data: Any = None, inputs: TaskInputs | None = None) -> dict[str, Any]:
     """The trials in this process, heartbeats from a thread."""
-    parts = build_parts(job, password, index, data)
+    parts = build_parts(job, password, index, data, inputs)
     beats: dict[int, Heartbeat] = {}
 
     def on_start(trial_id: int) -> None:  # the first heartbeat was recorded with the claim
@@ -408,7 +476,7 @@ def _run_here(job: Job, password: str | None, index: int, deadline: float | None
             beat.stop()
 
     loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
-                     share=share, callbacks=parts.callbacks, on_start=on_start, on_end=on_end)
+                     share=share, callbacks=parts.callbacks, on_start=on_start, on_end=on_end, catch=parts.catch)
     try:
         return {"trials": loop.run()}
     finally:
@@ -416,11 +484,11 @@ def _run_here(job: Job, password: str | None, index: int, deadline: float | None
 
 
 def _run_supervised(job: Job, password: str | None, index: int, deadline: float | None,
-                    share: int | None, data: Any = None) -> dict[str, Any]:
-    """The trials in a child process that a trial past --trial-timeout replaces (runner.supervisor);
+                    share: int | None, data: Any = None, inputs: TaskInputs | None = None) -> dict[str, Any]:
+    """The trials in a child process that a trial past --trial-timeout replaces (optuna_spark.supervisor);
     heartbeats from here."""
-    from runner.storage import StorageTarget, open_rdb_storage
-    from runner.supervisor import child_done, supervise
+    from optuna_spark.storage import StorageTarget, open_rdb_storage
+    from optuna_spark.supervisor import child_done, supervise
 
     settings = job.study
     assert settings.trial_timeout is not None
@@ -435,7 +503,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
         rdb.engine.dispose(close=False)
         ledger.dispose(close=False)
         try:
-            parts = build_parts(job, password, index, data)  # forked: the parent's copy of the data
+            parts = build_parts(job, password, index, data, inputs)  # forked: the parent's copy of the data
 
             def on_start(trial_id: int) -> None:  # the first heartbeat was recorded with the claim
                 conn.send(("start", trial_id))
@@ -443,7 +511,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
             # The supervisor times only the objective ("run" to "ran"): a storage outage waited out
             # before or after it (the trial's set-up, its result's writes) is not a trial timeout.
             loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
-                             share=share_left, callbacks=parts.callbacks, on_start=on_start,
+                             share=share_left, callbacks=parts.callbacks, on_start=on_start, catch=parts.catch,
                              on_end=lambda trial_id: conn.send(("end", trial_id)),
                              on_objective_start=lambda trial_id: conn.send(("run", trial_id)),
                              on_objective_end=lambda trial_id: conn.send(("ran", trial_id)))
@@ -466,6 +534,9 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
         ledger.dispose()
         rdb.engine.dispose()
     if seen.error is not None:
+        prefix = f"{ObjectiveRaised.__name__}: "
+        if seen.error.startswith(prefix):  # the objective's own exception, not `catch`-ed
+            raise ObjectiveRaised(seen.error[len(prefix):], seen.traceback or "")
         raise TaskFailed(seen.error, seen.traceback or "")
     return {"trials": seen.started, "timed_out": len(seen.timed_out), "died": len(seen.died)}
 
@@ -476,3 +547,24 @@ class TaskFailed(RuntimeError):
     def __init__(self, message: str, child_traceback: str) -> None:
         super().__init__(message)
         self.child_traceback = child_traceback
+
+
+def safe_task(index: int, job_json: str, password: str | None, deadline: float | None, data: Any = None,
+              data_id: int | None = None, inputs: TaskInputs | None = None) -> dict[str, Any]:
+    """`run_task`, whose every failure comes back as the result's `error` and `traceback` (the
+    password taken out) instead of an exception that Spark or joblibspark would mangle."""
+    try:
+        return run_task(job_json, password, index, deadline, data, data_id, inputs)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the driver
+        return error_result(index, exc, password)
+
+
+def error_result(index: int, exc: BaseException, password: str | None) -> dict[str, Any]:
+    ours = isinstance(exc, (TaskFailed, ObjectiveRaised))
+    message = str(exc) if ours else f"{type(exc).__name__}: {exc}"
+    tb = getattr(exc, "child_traceback", None) or traceback.format_exc()
+    if password:
+        message, tb = message.replace(password, "***"), tb.replace(password, "***")
+    return {"index": index, "host": socket.gethostname(), "trials": 0,
+            "error": message.strip().splitlines()[0][:2000] if message.strip() else type(exc).__name__,
+            "traceback": tb[-4000:], "seconds": None, "objective_raised": isinstance(exc, ObjectiveRaised)}

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.config import ConfigError, ObjectiveSpec
+from optuna_spark.config import ConfigError, ObjectiveSpec
 
 BUILTINS: dict[str, str] = {
-    "quadratic": "runner.objectives.quadratic:objective",
-    "xgboost-wine": "runner.objectives.xgboost_wine:objective",
-    "sleep": "runner.objectives.sleep:objective",
+    "quadratic": "optuna_spark.objectives.quadratic:objective",
+    "xgboost-wine": "optuna_spark.objectives.xgboost_wine:objective",
+    "sleep": "optuna_spark.objectives.sleep:objective",
 }
 
 

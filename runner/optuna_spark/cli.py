@@ -21,8 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runner import __version__
-from runner.config import (DEFAULT_CONFIG_PATH, DIRECTIONS, FAST_START_JAVA_OPTIONS, PRUNERS, RUNTIME_MODES,
+from optuna_spark import __version__
+from optuna_spark.config import (DEFAULT_CONFIG_PATH, DIRECTIONS, FAST_START_JAVA_OPTIONS, PRUNERS, RUNTIME_MODES,
                            SAMPLERS, SPLITS, ConfigError, Job, RunSettings, SparkSettings, build_settings)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -33,7 +33,7 @@ class Failure(RuntimeError):
 
 
 def _number(kind: type) -> Any:
-    """argparse type: a number, whatever its range (runner.config checks ranges, with the flag)."""
+    """argparse type: a number, whatever its range (optuna_spark.config checks ranges, with the flag)."""
     def parse(text: str) -> Any:
         try:
             return kind(text)
@@ -169,7 +169,7 @@ def _open_existing(target: Any) -> Any | None:
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.exc import SQLAlchemyError
 
-    from runner.storage import StorageError, check_connection, describe_db_error, sqlite_path
+    from optuna_spark.storage import StorageError, check_connection, describe_db_error, sqlite_path
 
     path = sqlite_path(target.url)
     if path is not None and not path.is_file():
@@ -208,11 +208,11 @@ def _study_budget(storage: Any, study_id: int) -> int | None:
 # ---------------------------------------------------------------------------- commands
 
 def cmd_tune(settings: RunSettings) -> int:
-    from runner.private import PrivateFiles, remove_stale_private_dirs
-    from runner.report import format_summary, to_json
-    from runner.storage import StorageError, make_sqlite_private
-    from runner import java as java_choice
-    from runner.submit import (build_submit_command, effective_conf_dir, find_spark_submit, read_spark_defaults,
+    from optuna_spark.private import PrivateFiles, remove_stale_private_dirs
+    from optuna_spark.report import format_summary, to_json
+    from optuna_spark.storage import StorageError, make_sqlite_private
+    from optuna_spark import java as java_choice
+    from optuna_spark.submit import (build_submit_command, effective_conf_dir, find_spark_submit, read_spark_defaults,
                                run_streaming, spark_conf_dirs)
 
     spark, study, objective, target = settings.spark, settings.study, settings.objective, settings.storage
@@ -247,7 +247,7 @@ def cmd_tune(settings: RunSettings) -> int:
     except StorageError as exc:
         raise Failure(str(exc)) from None
 
-    # --data of this machine: read and checked now, before anything runs (runner.dataset).
+    # --data of this machine: read and checked now, before anything runs (optuna_spark.dataset).
     data_frame = _driver_data(settings, read_spark_defaults(conf_dirs))
 
     remove_stale_private_dirs(settings.work_dir / "runs")
@@ -264,14 +264,14 @@ def cmd_tune(settings: RunSettings) -> int:
         if settings.password_file:
             job_password_file: str | None = str(Path(settings.password_file).resolve())
         elif target.password is not None:
-            # From the environment: spark-submit does not inherit it (runner.submit), the Spark
+            # From the environment: spark-submit does not inherit it (optuna_spark.submit), the Spark
             # application reads it from this file, gone when the run ends.
             job_password_file = str(private.write("storage-password", target.password + "\n"))
         else:
             job_password_file = None
         data = settings.data
         if data_frame is not None:
-            from runner.dataset import write_payload
+            from optuna_spark.dataset import write_payload
 
             write_payload(data_frame, private.path / "data.pickle")
             data, data_frame = replace(data, payload_file=str(private.path / "data.pickle")), None
@@ -306,7 +306,7 @@ def cmd_tune(settings: RunSettings) -> int:
                 if settings.dashboard_url:
                     view.line(f"optuna-spark: dashboard: {settings.dashboard_url}")
             elif kind == "data":
-                from runner.dataset import human
+                from optuna_spark.dataset import human
 
                 view.line(f"optuna-spark: data {event['path']}: {event['rows']} rows × {event['columns']} columns, "
                           f"{human(event['memory_bytes'])} in memory, {event['where']}, "
@@ -349,7 +349,7 @@ def _driver_data(settings: RunSettings, spark_defaults: dict[str, str]) -> Any:
     Spark application reads); a refusal is a ConfigError (exit 2)."""
     if settings.data is None or settings.data.remote:
         return None
-    from runner.dataset import DataError, effective_memory_conf, memory_limit, read_driver_file
+    from optuna_spark.dataset import DataError, effective_memory_conf, memory_limit, read_driver_file
 
     spark = settings.spark
     assert spark is not None
@@ -387,7 +387,7 @@ class ProgressView:
             return 80
 
     def progress(self, event: dict[str, Any]) -> None:
-        from runner.report import format_progress, format_progress_bar, smoothed_rate
+        from optuna_spark.report import format_progress, format_progress_bar, smoothed_rate
 
         if not self.bar:
             self.stream.write(format_progress(event) + "\n")
@@ -452,7 +452,7 @@ def _last_error_line(log_path: Path) -> str:
 
 def _read_storage(settings: RunSettings) -> Any | None:
     """The storage to read a study from (None: no Optuna tables, or no SQLite file, yet)."""
-    from runner.storage import StorageError
+    from optuna_spark.storage import StorageError
 
     try:
         storage = _open_existing(settings.storage)
@@ -464,7 +464,7 @@ def _read_storage(settings: RunSettings) -> Any | None:
 
 
 def cmd_status(settings: RunSettings) -> int:
-    from runner.report import format_summary, summarize, to_json
+    from optuna_spark.report import format_summary, summarize, to_json
 
     storage = _read_storage(settings)
     if settings.study_name is None:
@@ -500,7 +500,7 @@ def cmd_report(settings: RunSettings) -> int:
     _study_trials(storage, settings.study_name)  # an unknown study: one line, exit 1
     import optuna
 
-    from runner import plots
+    from optuna_spark import plots
 
     study = optuna.load_study(study_name=settings.study_name, storage=storage)
     if settings.output_dir != "-":
@@ -552,7 +552,7 @@ def _report_line(made: dict[str, Any], where: str) -> str:
 
 
 def cmd_best(settings: RunSettings) -> int:
-    from runner.report import format_params, summarize, to_json
+    from optuna_spark.report import format_params, summarize, to_json
 
     storage = _read_storage(settings)
     assert settings.study_name is not None

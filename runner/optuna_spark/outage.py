@@ -8,7 +8,7 @@ reads from memory. The wait backs off and ends after `timeout` seconds with `Sto
 
 Every call made through a guard must be idempotent: a commit whose acknowledgement was lost is
 retried. Optuna's trial writes are (params, intermediate values and attributes are upserts); the
-runner's own state changes are made so (runner.ledger).
+runner's own state changes are made so (optuna_spark.ledger).
 """
 
 from __future__ import annotations

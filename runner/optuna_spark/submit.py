@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from runner.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, PASSWORD_ENV, SparkSettings
+from optuna_spark.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, PASSWORD_ENV, SparkSettings
 
-EVENT_PREFIX = "@optuna-spark "  # same as runner.spark_app.EVENT_PREFIX (kept import-free there)
+EVENT_PREFIX = "@optuna-spark "  # same as optuna_spark.spark_app.EVENT_PREFIX (kept import-free there)
 SPARK_APP = Path(__file__).with_name("spark_app.py")
 
 
@@ -36,7 +36,7 @@ def _int_or_none(value: str | int | None) -> int | None:
         return None
 
 
-DAEMON_MODULE = "runner.daemon"
+DAEMON_MODULE = "optuna_spark.daemon"
 
 
 def standalone_slot_confs(spark: SparkSettings, n_tasks: int | None,
@@ -156,7 +156,7 @@ def build_submit_command(
     """The `spark-submit` argv for a job, and what to add to its environment: SPARK_HOME when
     configured, SPARK_CONF_DIR when `conf_dir` is given (the run's private copy when the RPC
     secret is used), JAVA_HOME when the runner chose a Java other than the one spark-submit would
-    find (runner.java). Pure: no file, process or environment is read."""
+    find (optuna_spark.java). Pure: no file, process or environment is read."""
     confs: list[tuple[str, str]] = [("spark.ui.showConsoleProgress", "false")]
     if spark.executor_cores is not None:
         confs.append(("spark.executor.cores", str(spark.executor_cores)))
@@ -187,7 +187,7 @@ def build_submit_command(
     confs.append(("spark.pyspark.driver.python", driver_python))
     if spark.master.startswith("local") and spark.runtime == "installed" and executor_python == default_python:
         # The executors run this very interpreter: their Python workers fork from a daemon that
-        # did the trial loop's imports once (runner.daemon).
+        # did the trial loop's imports once (optuna_spark.daemon).
         confs.append(("spark.python.daemon.module", DAEMON_MODULE))
     confs.extend(standalone_slot_confs(spark, n_tasks, spark_defaults))
     confs.extend(spark.confs)  # the user's --conf last: it wins over ours

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.config import PASSWORD_ENV, ConfigError
-from runner.private import read_secret_file
+from optuna_spark.config import PASSWORD_ENV, ConfigError
+from optuna_spark.private import read_secret_file
 
 SUPPORTED_BACKENDS = ("sqlite", "mysql", "postgresql")
 
@@ -171,7 +171,7 @@ def _check_mysql_query(query: dict[str, Any]) -> None:
 def read_password_file(path: str | os.PathLike[str]) -> str:
     """The storage password: one line in a file that owner and group may read (0600, 0640, 0400,
     0440: on a cluster, the runner account's group shares it); any bit for other users, or group
-    write or execute, is refused with the fix (runner.private)."""
+    write or execute, is refused with the fix (optuna_spark.private)."""
     return read_secret_file(path, "password file")
 
 
@@ -287,7 +287,7 @@ def check_connection(target: StorageTarget) -> None:
 
 def open_rdb_storage(target: StorageTarget):  # type: ignore[no-untyped-def]
     """An Optuna RDBStorage for the target. Heartbeats and stale trials are the runner's own
-    (runner.task, runner.ledger), not Optuna's."""
+    (optuna_spark.task, optuna_spark.ledger), not Optuna's."""
     import optuna
 
     return optuna.storages.RDBStorage(target.connect_url(), engine_kwargs=target.engine_kwargs())

@@ -141,7 +141,7 @@ class ObjectiveSpec:
 
     @property
     def builtin(self) -> bool:
-        return self.ship_file is None and self.module.startswith("runner.objectives.")
+        return self.ship_file is None and self.module.startswith("optuna_spark.objectives.")
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,14 @@ class StudySettings:
     max_retry: int = 2
     # How long a task waits for an unreachable storage (a MySQL restart) before it gives up.
     outage_timeout: float = 120.0
-    # A trial running longer is failed and its process replaced (runner.supervisor); None: no limit.
+    # A trial running longer is failed and its process replaced (optuna_spark.supervisor); None: no limit.
     trial_timeout: float | None = None
+    # What n_trials counts: "study", the study's finished trials in all (the command line: the
+    # same command run again continues toward the same total, other clients' trials count);
+    # "call", the trials this run adds (the library, as Optuna's study.optimize counts them).
+    budget_scope: str = "study"
+    # The tasks refuse a SQLite file they do not see (the library on a cluster).
+    sqlite_must_exist: bool = False
 
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
@@ -198,6 +204,8 @@ class StudySettings:
             raise ConfigError("max retry must be >= 0")
         if self.trial_timeout is not None and not self.trial_timeout > 0:
             raise ConfigError(f"--trial-timeout must be a positive number of seconds, got {self.trial_timeout}")
+        if self.budget_scope not in ("study", "call"):
+            raise ConfigError(f"budget scope must be study or call, got {self.budget_scope!r}")
         if not self.outage_timeout > 0:
             raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
 
@@ -213,7 +221,7 @@ class Job:
     password_file: str | None = None
     progress_interval: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
-    data: Any = None  # runner.dataset.DataSpec (--data), None without data
+    data: Any = None  # optuna_spark.dataset.DataSpec (--data), None without data
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -238,7 +246,7 @@ class Job:
 def _data_spec(raw: dict[str, Any] | None) -> Any:
     if raw is None:
         return None
-    from runner.dataset import DataSpec
+    from optuna_spark.dataset import DataSpec
 
     return DataSpec(**raw)
 
@@ -334,7 +342,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("outage_timeout", "float", 120.0, above=0),
     Option("trial_timeout", "float", above=0),
     Option("verbose", "bool", False, in_file=False),
-    # tune --data (runner.dataset): the study's data set, its format and the label column. The
+    # tune --data (optuna_spark.dataset): the study's data set, its format and the label column. The
     # data set itself is command-line only (a config file's would reach every objective, also the
     # (trial)-only ones); its format, separator, header and label may be the config file's defaults.
     Option("data", "str", in_file=False),
@@ -443,7 +451,7 @@ class RunSettings:
     """Everything a command needs, built and checked once (build_settings)."""
 
     command: str
-    storage: Any                      # runner.storage.StorageTarget (URL, password)
+    storage: Any                      # optuna_spark.storage.StorageTarget (URL, password)
     password_file: str | None
     work_dir: Path
     output: str = "text"
@@ -458,7 +466,7 @@ class RunSettings:
     optuna_args: tuple[str, ...] = ()
     output_dir: str | None = None             # report: a folder, or "-" (a tar on stdout)
     dashboard_url: str | None = None          # tune, status
-    data: Any = None                          # tune: runner.dataset.DataSpec (--data)
+    data: Any = None                          # tune: optuna_spark.dataset.DataSpec (--data)
 
 
 def config_path_of(cli: dict[str, Any], environ: Any) -> Path | None:
@@ -472,7 +480,7 @@ def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | 
     """The one place where the command line (`cli`: argparse's values, None when not given),
     the config file and the environment become settings. ConfigError (exit 2) names the option
     or the config key and its file."""
-    from runner.storage import StorageTarget, resolve_password, validate_url
+    from optuna_spark.storage import StorageTarget, resolve_password, validate_url
 
     config_path = config_path_of(cli, environ)
     file_values = load_config_file(config_path) if config_path is not None else {}
@@ -545,8 +553,8 @@ def _report_dir(raw: str | None) -> str:
 
 
 def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any], cwd: Path | None) -> RunSettings:
-    from runner import objectives
-    from runner.private import read_secret_file
+    from optuna_spark import objectives
+    from optuna_spark.private import read_secret_file
 
     name = cli.get("study")
     if name is None:
@@ -596,7 +604,7 @@ DEFAULT_TARGETS = {"xgboost-wine": "quality"}
 def data_settings(values: dict[str, Any], cli: dict[str, Any], objective: ObjectiveSpec,
                   cwd: Path | None = None, config_path: Path | None = None) -> Any:
     """--data and its options, checked against each other and against the objective's signature
-    (runner.dataset reads the data itself later).
+    (optuna_spark.dataset reads the data itself later).
 
     `--data` is command-line only; `--data ''` (empty) is explicitly no data set. data_format,
     data_sep, data_header and target may come from the config file: defaults that apply when
@@ -604,7 +612,7 @@ def data_settings(values: dict[str, Any], cli: dict[str, Any], objective: Object
     file's key."""
     from urllib.parse import urlsplit
 
-    from runner.dataset import DataError, DataSpec, infer_format, is_url, unescape_sep
+    from optuna_spark.dataset import DataError, DataSpec, infer_format, is_url, unescape_sep
 
     def source(key: str) -> str:
         if cli.get(key) is not None or config_path is None:

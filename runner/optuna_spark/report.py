@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from runner.ledger import finished_trials, retried_numbers
+from optuna_spark.ledger import finished_trials, retried_numbers
 
 
 def _names(directions: Any) -> list[str]:

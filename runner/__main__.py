@@ -1,5 +1,0 @@
-import sys
-
-from runner.cli import main
-
-sys.exit(main())

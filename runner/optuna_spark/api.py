@@ -1,0 +1,438 @@
+"""`optuna_spark.optimize`: Optuna's `study.optimize`, its trials run by Spark tasks.
+
+The study's storage is shared by the tasks; each task pulls trials from it until the call's
+budget is spent (exactly `n_trials`, however many tasks, optuna_spark.ledger). The driver-side
+path is the command line's (optuna_spark.engine): this module turns Optuna's arguments into its
+settings and checks them, before any Spark job starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from optuna_spark.errors import OptimizeError
+
+ObjectiveFuncType = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """What `optimize` returns once every task has ended.
+
+    Counts are the study's (every trial it holds, this call's and earlier ones); `n_trials_run`
+    is what this call's tasks ran. `best_value`/`best_params`/`best_trial_number` are set for a
+    single-objective study with a complete trial; `best_trials` is the Pareto front of a
+    multi-objective one (number, values, params)."""
+
+    study_name: str
+    n_trials: int | None
+    n_trials_run: int
+    n_finished: int
+    states: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    best_trial_number: int | None
+    best_trials: list[dict[str, Any]]
+    trials_per_host: dict[str, int]
+    wall_seconds: float
+    task_errors: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    n_jobs: int = 0
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any], n_trials: int | None, n_jobs: int,
+                     tasks: Sequence[dict[str, Any]]) -> OptimizeResult:
+        best = summary.get("best") or {}
+        return cls(
+            study_name=summary["study"], n_trials=n_trials,
+            n_trials_run=sum(int(t.get("trials") or 0) for t in tasks),
+            n_finished=int(summary["finished"]), states=dict(summary["states"]),
+            best_value=best.get("value"), best_params=best.get("params"), best_trial_number=best.get("number"),
+            best_trials=list(summary.get("pareto_front") or []), trials_per_host=dict(summary["hosts"]),
+            wall_seconds=float(summary.get("wall_seconds") or 0.0), task_errors=list(summary["errors"]),
+            failures=list(summary["failures"]), n_jobs=n_jobs)
+
+    def __str__(self) -> str:
+        lines = [f"study {self.study_name!r}: {self.n_trials_run} trial(s) run by {self.n_jobs} task(s) "
+                 f"in {self.wall_seconds:.1f} s; the study holds {self.n_finished} finished "
+                 f"({', '.join(f'{k} {v}' for k, v in self.states.items()) or 'none'})"]
+        if self.best_value is not None:
+            lines.append(f"best value {self.best_value:g} (trial {self.best_trial_number}): {self.best_params}")
+        elif self.best_trials:
+            lines.append(f"Pareto front: {len(self.best_trials)} trial(s)")
+        if self.trials_per_host:
+            lines.append("trials per host: " + ", ".join(f"{h} {n}" for h, n in self.trials_per_host.items()))
+        for error in self.task_errors:
+            lines.append(f"task {error.get('index')} on {error.get('host')} failed: {error.get('error')}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the summary as a table."""
+        from html import escape
+
+        rows = [("study", self.study_name), ("trials run (this call)", self.n_trials_run),
+                ("tasks", self.n_jobs), ("wall time", f"{self.wall_seconds:.1f} s"),
+                ("finished in the study", self.n_finished),
+                ("states", ", ".join(f"{k} {v}" for k, v in self.states.items()))]
+        if self.best_value is not None:
+            rows += [("best value", f"{self.best_value:g} (trial {self.best_trial_number})"),
+                     ("best params", self.best_params)]
+        elif self.best_trials:
+            rows.append(("Pareto front", f"{len(self.best_trials)} trial(s)"))
+        rows.append(("trials per host", ", ".join(f"{h} {n}" for h, n in self.trials_per_host.items())))
+        rows += [(f"task {e.get('index')} error", e.get("error")) for e in self.task_errors]
+        body = "".join(f"<tr><th style='text-align:left'>{escape(str(k))}</th><td style='text-align:left'>"
+                       f"{escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table class='optuna-spark-result'>{body}</table>"
+
+
+def optimize(
+    study: optuna.Study,
+    objective: ObjectiveFuncType,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    *,
+    n_jobs: int | None = None,
+    spark: Any = None,
+    data: Any = None,
+    catch: Iterable[type[Exception]] | type[Exception] = (),
+    callbacks: Iterable[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+    trial_timeout: float | None = None,
+    show_progress_bar: bool = False,
+) -> OptimizeResult:
+    """Optimize `study` with `objective`, its trials run by Spark tasks. Blocks until done.
+
+    The arguments Optuna's `Study.optimize` has mean what they mean there:
+
+    - `study`: an Optuna study on an RDB storage that the executors reach (a URL: SQLite for a
+      local session, MySQL or PostgreSQL for a cluster). An in-memory or journal storage is
+      refused: the tasks are other processes, on other hosts.
+    - `objective`: `objective(trial)`, or `objective(trial, data)` with `data=`. Any callable,
+      defined in the notebook or script itself: it is shipped to the executors by value
+      (cloudpickle), closures included.
+    - `n_trials`: how many trials this call runs, exactly, shared by all the tasks (two calls of
+      20 leave 40 more finished trials). `timeout`: seconds after which no new trial starts.
+      One of the two is required (a run with neither would never end by itself).
+    - `catch`: exceptions of the objective that fail their trial and let the run go on. Another
+      exception fails its trial, ends the task that ran it, and `optimize` raises
+      `OptimizeError` naming it once the other tasks have ended.
+    - `callbacks`: `callback(study, frozen_trial)` after each trial, in the task that ran it.
+    - `show_progress_bar`: a progress bar (tqdm; a live widget in Jupyter).
+    - `n_jobs`: how many Spark tasks pull trials at once; None or -1: the session's task slots
+      (its default parallelism over `spark.task.cpus`).
+
+    Beyond Optuna's:
+
+    - `spark`: the SparkSession (classic or Spark Connect); default the active one, else a new
+      local one (`local[*]`).
+    - `data`: a data set each task loads once and passes to every trial (a shallow copy per
+      trial): a pandas DataFrame, a path (Parquet or CSV, read on the driver, as `--data`), or a
+      Spark DataFrame (collected and broadcast on a classic session; on Spark Connect, each task
+      receives one full copy through Spark).
+    - `trial_timeout`: seconds a trial's objective may run; a trial past it is failed and its
+      process replaced (it does not count as an error of the run).
+
+    The study's sampler and pruner are used by every task (each task's copy of the sampler draws
+    its own random state when tasks run side by side, as Optuna's `n_jobs` threads do).
+
+    Returns an `OptimizeResult`. Raises `OptimizeError` for a refused argument (before any Spark
+    job starts), a storage that cannot be reached, or a run whose tasks failed."""
+    from optuna_spark import engine
+    from optuna_spark.task import TaskInputs
+
+    plan = _plan(study, objective, n_trials, timeout, n_jobs=n_jobs, catch=catch, callbacks=callbacks,
+                 trial_timeout=trial_timeout, data=data)
+    session = _session(spark)
+    if n_jobs is None or n_jobs == -1:
+        n_jobs = engine.free_task_slots(session)
+    master = engine.session_master(session)
+    job = _job(plan, n_trials, timeout, n_jobs, trial_timeout, sqlite_must_exist=not engine.is_local_master(master))
+    run_data = _run_data(data, session)
+    inputs = TaskInputs(objective=plan.objective, callbacks=plan.callbacks, sampler=study.sampler,
+                        pruner=study.pruner, catch=plan.catch)
+    _check_shippable(inputs)
+
+    bar = _ProgressBar(n_trials, timeout) if show_progress_bar else None
+    warnings: list[str] = []
+
+    def on_event(kind: str, **fields: Any) -> None:
+        if kind == "progress" and bar is not None:
+            bar.update(int(fields.get("finished", 0)) - int(fields.get("previous", 0) or 0))
+        elif kind == "warning":
+            warnings.append(str(fields.get("message")))
+            optuna.logging.get_logger("optuna_spark").warning(fields.get("message"))
+
+    try:
+        outcome = engine.run(job, plan.password, lambda: session, on_event=on_event, inputs=inputs, data=run_data)
+    finally:
+        if bar is not None:
+            bar.close()
+    if outcome.summary is None:
+        raise OptimizeError(outcome.message or "the run ended without a summary")
+    result = OptimizeResult.from_summary(outcome.summary, n_trials, n_jobs, outcome.tasks)
+    failed = [t for t in outcome.tasks if t.get("error")]
+    if result.task_errors:
+        raised = [t for t in failed if t.get("objective_raised")]
+        first = (raised or failed or [{"error": result.task_errors[0]["error"]}])[0]["error"]
+        if "_ExceptionWithTraceback" in first:  # joblibspark 0.6 lost an error of the task's start
+            first = ("a task failed before it started (Spark's log has why): do the executors' Python "
+                     "(spark.pyspark.python) and packages match the driver's, optuna_spark included?")
+        what = "the objective raised an exception that catch does not name" if raised else \
+            f"{len(result.task_errors)} Spark task(s) failed"
+        raise OptimizeError(f"{what}: {first}", summary=result, task_errors=failed or result.task_errors)
+    return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checked arguments, in the form the engine takes."""
+
+    name: str
+    storage_url: str  # without its password
+    password: str | None
+    directions: tuple[str, ...]
+    objective: Callable[..., Any]
+    takes_data: str
+    callbacks: tuple[Callable[[Any, Any], None], ...]
+    catch: tuple[type[BaseException], ...]
+
+
+def _plan(study: Any, objective: Any, n_trials: Any, timeout: Any, *, n_jobs: Any, catch: Any, callbacks: Any,
+          trial_timeout: Any, data: Any) -> _Plan:
+    from optuna_spark.config import ConfigError
+    from optuna_spark.objectives import data_parameter
+
+    if not isinstance(study, optuna.Study):
+        raise OptimizeError(f"study must be an optuna.Study, got {type(study).__name__}")
+    if not callable(objective):
+        raise OptimizeError(f"objective must be callable, got {type(objective).__name__}")
+    _check_count("n_trials", n_trials)
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or timeout <= 0:
+            raise OptimizeError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if n_trials is None and timeout is None:
+        raise OptimizeError("give a budget: n_trials and/or timeout (a run with neither never ends by itself)")
+    if n_jobs is not None and n_jobs != -1:
+        _check_count("n_jobs", n_jobs)
+        if n_jobs > 100_000:
+            raise OptimizeError(f"n_jobs must be at most 100000, got {n_jobs}")
+    if trial_timeout is not None:
+        if isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float)) \
+                or not math.isfinite(trial_timeout) or trial_timeout <= 0:
+            raise OptimizeError(f"trial_timeout must be a positive number of seconds, got {trial_timeout!r}")
+    caught = _catch_tuple(catch)
+    chosen = tuple(callbacks or ())
+    for callback in chosen:
+        if not callable(callback):
+            raise OptimizeError(f"each callback must be callable, got {type(callback).__name__}")
+    try:
+        takes_data = data_parameter(objective)
+    except ConfigError as exc:
+        raise OptimizeError(str(exc)) from None
+    if data is None and takes_data == "required":
+        raise OptimizeError(f"objective {_name(objective)!r} takes (trial, data): give data=")
+    if data is not None and takes_data == "no":
+        raise OptimizeError(f"data= given, but objective {_name(objective)!r} takes only (trial): define it as "
+                            "objective(trial, data) to receive the data set")
+    url, password = _storage_of(study)
+    return _Plan(name=study.study_name, storage_url=url, password=password,
+                 directions=tuple(d.name.lower() for d in study.directions), objective=objective,
+                 takes_data=takes_data, callbacks=chosen, catch=caught)
+
+
+def _check_count(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptimizeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise OptimizeError(f"{name} must be a positive integer, got {value}")
+    if value > 2**31 - 2:
+        raise OptimizeError(f"{name} must be below 2**31 - 1, got {value}")
+
+
+def _catch_tuple(catch: Any) -> tuple[type[BaseException], ...]:
+    items = (catch,) if isinstance(catch, type) else tuple(catch or ())
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise OptimizeError(f"catch must hold exception classes, got {item!r}")
+    return items
+
+
+def _name(fn: Any) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__)
+
+
+def _storage_of(study: Any) -> tuple[str, str | None]:
+    """The study's RDB URL without its password, and the password. Refused: storages the
+    executors cannot share."""
+    from sqlalchemy.engine import make_url
+
+    from optuna_spark.storage import StorageError, StorageTarget, check_connection, sqlite_path, validate_url
+
+    storage = study._storage
+    rdb = getattr(storage, "_backend", storage)  # Optuna's _CachedStorage wraps the RDBStorage
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        raise OptimizeError(
+            f"study {study.study_name!r} is on a {type(rdb).__name__}, which the Spark tasks cannot share: "
+            "create it on an RDB storage they reach, e.g. optuna.create_study(storage='sqlite:///study.db') on a "
+            "local session, or a mysql:// or postgresql:// URL on a cluster")
+    url = make_url(rdb.url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise OptimizeError("an in-memory SQLite storage cannot be shared with the Spark tasks: use a file "
+                            "(sqlite:///study.db) on a local session, MySQL or PostgreSQL on a cluster")
+    connect_args = (rdb.engine_kwargs or {}).get("connect_args") or {}
+    if connect_args and url.get_backend_name() != "sqlite":
+        raise OptimizeError("the study's storage has engine_kwargs['connect_args'], which cannot be shipped to the "
+                            "tasks: put TLS options in the URL's query (ssl_ca=..., ssl_cert=..., ssl_key=...)")
+    password = url.password
+    bare = url.set(password=None).render_as_string(hide_password=False)
+    if url.get_backend_name() == "sqlite":
+        path = sqlite_path(bare)
+        if path is not None:
+            bare = f"sqlite:///{Path(path).resolve()}"
+    try:
+        bare = validate_url(bare)
+    except Exception as exc:  # noqa: BLE001 - a ConfigError, said in one line
+        raise OptimizeError(f"the study's storage URL is refused: {exc}") from None
+    try:
+        check_connection(StorageTarget(bare, None if password is None else str(password)))
+    except StorageError as exc:
+        raise OptimizeError(f"the study's storage cannot be reached: {exc}") from None
+    return bare, None if password is None else str(password)
+
+
+def _session(spark: Any) -> Any:
+    if spark is not None:
+        return spark
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    import sys
+
+    # A local session of our own: its Python workers run this interpreter (the one that has
+    # optuna_spark), not whatever `python3` is first on the PATH (PySpark reads the variable
+    # when the SparkContext starts).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return SparkSession.builder.master(os.environ.get("OPTUNA_SPARK_MASTER", "local[*]")) \
+        .appName("optuna-spark").getOrCreate()
+
+
+def _job(plan: _Plan, n_trials: int | None, timeout: float | None, n_jobs: int, trial_timeout: float | None,
+         sqlite_must_exist: bool) -> Any:
+    from optuna_spark.config import ConfigError, Job, ObjectiveSpec, StudySettings
+
+    settings = StudySettings(name=plan.name, storage=plan.storage_url, directions=plan.directions,
+                             n_trials=n_trials, timeout=None if timeout is None else float(timeout), n_jobs=n_jobs,
+                             trial_timeout=None if trial_timeout is None else float(trial_timeout),
+                             budget_scope="call", sqlite_must_exist=sqlite_must_exist)
+    try:
+        settings.validate()
+    except ConfigError as exc:
+        raise OptimizeError(str(exc).replace("--", "")) from None
+    spec = ObjectiveSpec(name=_name(plan.objective), module="", function="", takes_data=plan.takes_data)
+    return Job(study=settings, objective=spec)
+
+
+def _run_data(data: Any, spark: Any) -> Any:
+    """The data set in the form the engine takes (optuna_spark.engine.RunData)."""
+    from optuna_spark.engine import RunData, is_connect
+
+    if data is None:
+        return None
+    if _is_spark_frame(data):
+        if is_connect(spark):
+            return RunData(spark_frame=data)
+        from optuna_spark.dataset import collect_with_arrow
+
+        try:
+            frame = collect_with_arrow(spark, data)
+        except Exception as exc:  # noqa: BLE001 - Spark's error, in one line
+            raise OptimizeError(f"data: the Spark DataFrame cannot be collected: {engine_line(exc)}") from None
+        return RunData(payload=pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+    if isinstance(data, (str, os.PathLike)):
+        frame = _read_path(os.fspath(data))
+        return RunData(payload=pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None  # type: ignore[assignment]
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return RunData(payload=pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+    raise OptimizeError(f"data must be a pandas DataFrame, a Spark DataFrame or a path, got {type(data).__name__}")
+
+
+def engine_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0][:300]
+
+
+def _is_spark_frame(data: Any) -> bool:
+    return type(data).__module__.startswith("pyspark.sql") and hasattr(data, "mapInPandas")
+
+
+def _read_path(path: str) -> Any:
+    """A Parquet or CSV file of this machine, read as the command line's --data reads it."""
+    from optuna_spark.dataset import DataError, DataSpec, MemoryLimit, infer_format, is_url, read_driver_file
+
+    if is_url(path):
+        raise OptimizeError(f"data {path!r}: a URL is read by Spark: pass spark.read.parquet(...) (a Spark DataFrame)")
+    local = Path(path).expanduser().resolve()
+    if not local.is_file():
+        raise OptimizeError(f"data {path} is not a file of this machine")
+    fmt = infer_format(str(local))
+    spec = DataSpec(path=str(local), format=fmt, sep=";" if fmt == "csv" and _semicolons(local) else ",")
+    try:
+        return read_driver_file(spec, MemoryLimit(bytes=2**62, why="no limit"))
+    except DataError as exc:
+        raise OptimizeError(str(exc)) from None
+
+
+def _semicolons(path: Path) -> bool:
+    """A CSV whose header line has semicolons and no commas (the wine data's own format)."""
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        head = fh.readline()
+    return ";" in head and "," not in head
+
+
+def _check_shippable(inputs: Any) -> None:
+    """The objective, callbacks, sampler and pruner must survive cloudpickle, now rather than in
+    a task."""
+    import cloudpickle
+
+    for what, value in (("objective", inputs.objective), ("callbacks", inputs.callbacks),
+                        ("the study's sampler", inputs.sampler), ("the study's pruner", inputs.pruner)):
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:  # noqa: BLE001 - any pickling error
+            raise OptimizeError(f"{what} cannot be shipped to the Spark tasks (cloudpickle): "
+                                f"{engine_line(exc)}") from None
+
+
+class _ProgressBar:
+    """tqdm's bar (its widget in Jupyter), as Optuna's own `show_progress_bar`."""
+
+    def __init__(self, n_trials: int | None, timeout: float | None) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=n_trials, unit="trial", desc="optuna-spark")
+        self._done = 0
+
+    def update(self, done: int) -> None:
+        if done > self._done:
+            self._bar.update(done - self._done)
+            self._done = done
+
+    def close(self) -> None:
+        self._bar.close()

@@ -1,0 +1,400 @@
+"""The driver side of a run, one code path for the command line and the library.
+
+`run(...)` creates or loads the study, reconciles the trial budget (optuna_spark.ledger), starts
+`n_jobs` Spark tasks that pull trials from the shared study (optuna_spark.task), reports progress
+through an `on_event(kind, **fields)` callback while they run, and returns the run's summary.
+
+The command line's Spark application (optuna_spark.spark_app, started by `spark-submit`) calls it
+with the objective named in its Job and turns the events into lines on stdout; the library
+(`optuna_spark.optimize`) calls it on the user's own session with the objective as a callable.
+
+How the tasks are started depends on the session:
+
+- a classic session (a `SparkContext` in this process: local mode, a standalone, YARN or
+  Kubernetes cluster, a Databricks cluster in single-user mode): one Spark job of one task per
+  lane, through joblibspark; a lost task fails its own job only, and the others carry on. A data
+  set is broadcast once (pickled), and unpickled once per Python worker.
+- a Spark Connect session (`SparkSession.builder.remote(...)`; Databricks' shared and serverless
+  compute): no `SparkContext` there, so the tasks are the partitions of one DataFrame
+  (`spark.range(n_jobs).mapInPandas(...)`), as MLflow's Spark study does. A Spark DataFrame given
+  as the data reaches each task through Spark itself: one full copy per partition (the
+  DataFrame coalesced to one partition, unioned `n_jobs` times), as Arrow batches that the task
+  concatenates into one pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna_spark.config import Job
+from optuna_spark.task import TaskInputs, safe_task
+
+# Exit statuses of the command line (optuna_spark.cli) that a run's outcome maps to.
+RUN_OK, RUN_FAILED, RUN_USAGE, RUN_TASK_ERRORS = 0, 1, 2, 3
+
+EventSink = Callable[..., None]  # on_event(kind, **fields)
+
+
+def first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    text = str(getattr(cause, "orig", None) or cause).strip()
+    return text.splitlines()[0][:300] if text else type(cause).__name__
+
+
+class WrongDirection(ValueError):
+    pass
+
+
+@dataclass
+class RunOutcome:
+    """`code`: RUN_OK, RUN_FAILED (the storage, Spark), RUN_USAGE (a refused input), or
+    RUN_TASK_ERRORS (tasks reported errors: in `summary["errors"]`). `message`: why, when no
+    summary could be made."""
+
+    code: int
+    summary: dict[str, Any] | None = None
+    message: str | None = None
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def is_connect(spark: Any) -> bool:
+    """A Spark Connect session (no SparkContext in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def is_local_master(master: str | None) -> bool:
+    return master is None or master.startswith("local")
+
+
+def session_master(spark: Any) -> str | None:
+    if not is_connect(spark):
+        return str(spark.sparkContext.master)
+    try:
+        return str(spark.conf.get("spark.master"))
+    except Exception:  # noqa: BLE001 - a server that hides it
+        return None
+
+
+def free_task_slots(spark: Any) -> int:
+    """How many tasks the session runs at once: Spark's default parallelism (the executors'
+    cores over `spark.task.cpus`; `local[N]`'s N)."""
+    if not is_connect(spark):
+        cpus = int(spark.sparkContext.getConf().get("spark.task.cpus", "1") or 1)
+        return max(1, int(spark.sparkContext.defaultParallelism) // max(1, cpus))
+    import re
+
+    for key in ("spark.default.parallelism",):
+        try:
+            value = spark.conf.get(key)
+            if value:
+                return max(1, int(value))
+        except Exception:  # noqa: BLE001 - not set on this server
+            pass
+    master = session_master(spark) or ""
+    match = re.match(r"^local\[(\d+)", master)
+    if match:
+        return max(1, int(match.group(1)))
+    if master.startswith("local[*]"):
+        import os
+
+        return max(1, os.cpu_count() or 1)
+    return 2
+
+
+class Monitor(threading.Thread):
+    """Polls the study and reports `progress` when something changed."""
+
+    def __init__(self, storage: Any, study_id: int, n_trials: int | None, interval: float,
+                 on_event: EventSink) -> None:
+        super().__init__(name="optuna-spark-progress", daemon=True)
+        self.storage, self.study_id, self.n_trials, self.interval = storage, study_id, n_trials, interval
+        self.on_event = on_event
+        self.stop_event = threading.Event()
+        self.started = time.monotonic()
+
+    def snapshot(self) -> dict[str, Any]:
+        from optuna_spark.report import study_counts
+
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        return study_counts(trials, self.n_trials, self.storage.get_study_directions(self.study_id))
+
+    def run(self) -> None:
+        last: dict[str, Any] | None = None
+        failures = 0
+        # Trials finished before this run's tasks start: the run's own rate leaves them out.
+        try:
+            previous: int | None = self.snapshot()["finished"]
+        except Exception:  # noqa: BLE001 - the rate then counts every trial
+            previous = None
+        while not self.stop_event.wait(self.interval):
+            try:
+                snap = self.snapshot()
+                if previous is not None:
+                    snap["previous"] = previous
+                failures = 0
+            except Exception as exc:  # a storage hiccup must not end the run
+                failures += 1
+                if failures == 3:  # said once per outage, not at every poll
+                    self.on_event("warning", message=f"progress: the storage does not answer: {first_line(exc)}")
+                continue
+            if snap != last:
+                self.on_event("progress", elapsed=round(time.monotonic() - self.started, 1), **snap)
+                last = snap
+
+
+def prepare_study(storage: Any, target: Any, job: Any, on_event: EventSink = lambda *a, **k: None) -> int:
+    """Create or load the study, its budget tables and, for the static split, each task's share;
+    with the call's budget scope, where this call's claims start (`claim_base`). Idempotent: an
+    outage's retry may run it twice."""
+    import optuna
+
+    from optuna_spark.config import static_shares
+    from optuna_spark.ledger import Ledger
+
+    settings = job.study
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))  # not "Using an existing study"
+    try:
+        study = optuna.create_study(study_name=settings.name, storage=storage,
+                                    directions=list(settings.directions), load_if_exists=True)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    existing = [d.name.lower() for d in study.directions]
+    if existing != list(settings.directions):
+        raise WrongDirection(f"study {settings.name!r} exists with direction {', '.join(existing)}, "
+                             f"not {', '.join(settings.directions)}")
+    if settings.budget_scope == "study" and settings.n_trials is not None \
+            and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
+        study.set_user_attr("optuna_spark_budget", settings.n_trials)
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, storage)
+    try:
+        ledger.create()
+        ledger.ensure()
+        now, running = ledger.running()
+        live = [r for r in running if now is None or not r.is_dead(now)]
+        if live:
+            # Another run of this study is under way: its claims in flight are real, and
+            # reconciling would give them back.
+            on_event("warning", message=f"{len(live)} trial(s) of study {settings.name!r} have a recent "
+                                        "heartbeat (another run under way, or one stopped less than the grace "
+                                        "period ago): this run shares its budget")
+        else:
+            ledger.reconcile()
+        if settings.budget_scope == "call":
+            job.extra["claim_base"] = ledger.claimed()
+        if settings.split == "static" and settings.n_trials is not None:
+            # The seed's fixed shares, of what is left of the budget: a second run of the same
+            # command continues toward the same total, as the shared split does.
+            left = settings.n_trials if settings.budget_scope == "call" else \
+                settings.n_trials - ledger.foreign_finished() - ledger.claimed()
+            job.extra["shares"] = static_shares(max(0, left), settings.n_jobs)
+    finally:
+        ledger.dispose()
+    return int(study._study_id)
+
+
+def sqlite_wal(target: Any) -> None:
+    """WAL lets the progress reader and the executors' writers work at once on one file."""
+    from sqlalchemy import create_engine, text
+
+    from optuna_spark.storage import ensure_sqlite_parent
+
+    ensure_sqlite_parent(target.url)
+    engine = create_engine(target.connect_url())
+    with engine.connect() as conn:
+        conn.execute(text("PRAGMA journal_mode=WAL"))
+    engine.dispose()
+
+
+def driver_java(spark: Any) -> dict[str, str]:
+    """The driver JVM's Java version and home, as it reports them (a classic session only)."""
+    try:
+        system = spark.sparkContext._jvm.java.lang.System
+        return {"java_version": str(system.getProperty("java.version")),
+                "java_home": str(system.getProperty("java.home"))}
+    except Exception:  # noqa: BLE001 - only for the started line
+        return {}
+
+
+@dataclass
+class RunData:
+    """The data set of a run, in one of the forms it can take on the driver."""
+
+    payload: bytes | None = None  # a pickled pandas DataFrame (broadcast, or shipped by value)
+    spark_frame: Any = None  # a Spark DataFrame (the library's data=)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_event: EventSink,
+        inputs: TaskInputs | None = None, data: RunData | None = None,
+        task_fn: Callable[..., dict[str, Any]] = safe_task) -> RunOutcome:
+    """One run of a study: see the module's docstring. `get_spark()` gives the session (made
+    on first use: a refused data set or storage starts none). Never raises for what a user can
+    get wrong: the outcome says it."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from optuna_spark.outage import OutageGuard, StorageOutage, database_probe
+    from optuna_spark.storage import StorageError, StorageTarget, describe_db_error, open_rdb_storage
+
+    settings = job.study
+    target = StorageTarget(settings.storage, password)
+    started = time.monotonic()
+    guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
+    data = data or RunData()
+
+    if job.data is not None:
+        # Read (a URL, through Spark) and checked before the study is created or loaded: a
+        # refused data set leaves the storage as it was.
+        from optuna_spark.dataset import DataError, driver_payload
+
+        try:
+            payload, info = driver_payload(get_spark, job.data)
+        except DataError as exc:
+            return RunOutcome(RUN_USAGE, message=str(exc))
+        data = RunData(payload=payload, info=info)
+        on_event("data", **info, pickled_bytes=len(payload))
+    try:
+        if target.backend == "sqlite":
+            sqlite_wal(target)
+        # Another client opening the same new storage at this instant (a plain Optuna client, a
+        # second run) may create Optuna's tables between SQLAlchemy's check and its CREATE: retried.
+        storage = guard.call(lambda: open_rdb_storage(target), "opening the storage")
+        study_id = guard.call(lambda: prepare_study(storage, target, job, on_event), "preparing the study")
+    except WrongDirection as exc:
+        return RunOutcome(RUN_USAGE, message=str(exc))
+    except StorageOutage as exc:
+        return RunOutcome(RUN_FAILED, message=str(exc))
+    except (SQLAlchemyError, StorageError, optuna.exceptions.StorageInternalError) as exc:
+        return RunOutcome(RUN_FAILED, message=describe_db_error(exc, target))
+
+    spark = get_spark()
+    connect = is_connect(spark)
+    broadcast, data_id, frame = None, None, None
+    if data.payload is not None:
+        if connect:  # no broadcast on Spark Connect: the frame travels with the tasks' function
+            import pickle
+
+            frame = pickle.loads(data.payload)
+        else:
+            # Pickled bytes, broadcast once: each task unpickles them once (optuna_spark.dataset.task_data).
+            broadcast = spark.sparkContext.broadcast(data.payload)
+            data_id = int(broadcast._jbroadcast.id())
+        data.payload = None
+    master = session_master(spark)
+    on_event("started", study=settings.name, study_id=study_id, n_jobs=settings.n_jobs,
+             budget=settings.n_trials, timeout=settings.timeout, split=settings.split,
+             master=master, app_id=_app_id(spark), spark_version=spark.version,
+             connect=connect, **({} if connect else driver_java(spark)))
+
+    # Optuna's cached storage reads only the trials that changed since its last read: a poll of
+    # a 10,000-trial study costs milliseconds, not the second of CPU a full read takes.
+    storage = optuna.storages.get_storage(storage)
+    monitor = Monitor(storage, study_id, settings.n_trials if settings.budget_scope == "study" else None,
+                      job.progress_interval, on_event)
+    monitor.start()
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
+    job_json = job.to_json()
+    results: list[dict[str, Any]] = []
+    crash: str | None = None
+    try:
+        if connect:
+            results = _dataframe_tasks(spark, settings.n_jobs, task_fn, job_json, password, deadline, inputs,
+                                       frame, data.spark_frame)
+        else:
+            results = _joblib_tasks(settings.n_jobs, task_fn, job_json, password, deadline, inputs,
+                                    broadcast, data_id)
+    except Exception as exc:  # a Spark job failed outright (e.g. a lost executor in local mode)
+        crash = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:2000]
+        if password:
+            crash = crash.replace(password, "***")
+    finally:
+        monitor.stop_event.set()
+        monitor.join(timeout=5)
+
+    from optuna_spark.report import summarize
+
+    try:
+        trials = guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "reading the trials")
+    except StorageOutage as exc:
+        return RunOutcome(RUN_FAILED, message=f"cannot read the study's trials for the summary: {exc}",
+                          tasks=results)
+    summary = summarize(settings.name, trials, settings.n_trials if settings.budget_scope == "study" else None,
+                        list(settings.directions), wall=time.monotonic() - started, tasks=results)
+    if crash:
+        summary["errors"].append({"index": None, "host": None, "error": crash})
+    for r in results:
+        if r.get("error"):
+            summary["errors"].append({"index": r["index"], "host": r["host"], "error": r["error"]})
+    return RunOutcome(RUN_TASK_ERRORS if summary["errors"] else RUN_OK, summary=summary, tasks=results)
+
+
+def _app_id(spark: Any) -> str | None:
+    try:
+        if is_connect(spark):
+            return str(spark.conf.get("spark.app.id"))
+        return str(spark.sparkContext.applicationId)
+    except Exception:  # noqa: BLE001 - only for the started line
+        return None
+
+
+def _joblib_tasks(n_jobs: int, task_fn: Callable[..., dict[str, Any]], job_json: str, password: str | None,
+                  deadline: float | None, inputs: TaskInputs | None, broadcast: Any,
+                  data_id: int | None) -> list[dict[str, Any]]:
+    """A classic session: one Spark job of one task per lane (joblibspark)."""
+    from joblib import Parallel, delayed, parallel_backend
+    from joblibspark import register_spark
+
+    register_spark()
+    with parallel_backend("spark", n_jobs=n_jobs):
+        out = Parallel(n_jobs=n_jobs)(
+            delayed(task_fn)(i, job_json, password, deadline, broadcast, data_id, inputs) for i in range(n_jobs))
+    return list(out)
+
+
+RESULT_SCHEMA = "result string"
+
+
+def _dataframe_tasks(spark: Any, n_jobs: int, task_fn: Callable[..., dict[str, Any]], job_json: str,
+                     password: str | None, deadline: float | None, inputs: TaskInputs | None, frame: Any,
+                     spark_frame: Any) -> list[dict[str, Any]]:
+    """A Spark Connect session: the tasks are the partitions of one DataFrame (mapInPandas)."""
+    if spark_frame is None:
+        lanes = spark.range(0, n_jobs, 1, n_jobs)
+
+        def by_index(batches: Iterator[Any]) -> Iterator[Any]:
+            import pandas as pd
+
+            for batch in batches:
+                for index in batch["id"]:
+                    result = task_fn(int(index), job_json, password, deadline, frame, None, inputs)
+                    yield pd.DataFrame({"result": [json.dumps(result, default=str)]})
+
+        rows = lanes.mapInPandas(by_index, RESULT_SCHEMA).collect()
+    else:
+        one = spark_frame.coalesce(1)
+        copies = one
+        for _ in range(n_jobs - 1):
+            copies = copies.union(one)  # a union keeps its inputs' partitions: n_jobs full copies
+        schema = spark_frame.schema
+
+        def with_copy(batches: Iterator[Any]) -> Iterator[Any]:
+            import pandas as pd
+            from pyspark import TaskContext
+
+            parts = list(batches)
+            whole = pd.concat(parts, ignore_index=True) if parts else \
+                pd.DataFrame({f.name: pd.Series(dtype="object") for f in schema.fields})
+            del parts
+            ctx = TaskContext.get()
+            index = int(ctx.partitionId()) if ctx is not None else 0
+            result = task_fn(index, job_json, password, deadline, whole, None, inputs)
+            yield pd.DataFrame({"result": [json.dumps(result, default=str)]})
+
+        rows = copies.mapInPandas(with_copy, RESULT_SCHEMA).collect()
+    return sorted((json.loads(row["result"]) for row in rows), key=lambda r: r.get("index", 0))
