@@ -150,12 +150,14 @@ def optimize(
 
     plan = _plan(study, objective, n_trials, timeout, n_jobs=n_jobs, catch=catch, callbacks=callbacks,
                  trial_timeout=trial_timeout, data=data)
+    run_data = None if _is_spark_frame(data) else _run_data(data, None)  # read and checked before Spark
     session = _session(spark)
     if n_jobs is None or n_jobs == -1:
         n_jobs = engine.free_task_slots(session)
     master = engine.session_master(session)
     job = _job(plan, n_trials, timeout, n_jobs, trial_timeout, sqlite_must_exist=not engine.is_local_master(master))
-    run_data = _run_data(data, session)
+    if _is_spark_frame(data):
+        run_data = _run_data(data, session)
     inputs = TaskInputs(objective=plan.objective, callbacks=plan.callbacks, sampler=study.sampler,
                         pruner=study.pruner, catch=plan.catch)
     _check_shippable(inputs)
@@ -275,12 +277,13 @@ def _name(fn: Any) -> str:
 def _storage_of(study: Any) -> tuple[str, str | None]:
     """The study's RDB URL without its password, and the password. Refused: storages the
     executors cannot share."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
 
     from optuna_spark.storage import StorageError, StorageTarget, check_connection, sqlite_path, validate_url
 
     storage = study._storage
-    rdb = getattr(storage, "_backend", storage)  # Optuna's _CachedStorage wraps the RDBStorage
+    # Optuna's _CachedStorage wraps the RDBStorage (a JournalStorage has a `_backend` of its own)
+    rdb = storage._backend if type(storage).__name__ == "_CachedStorage" else storage
     if not isinstance(rdb, optuna.storages.RDBStorage):
         raise OptimizeError(
             f"study {study.study_name!r} is on a {type(rdb).__name__}, which the Spark tasks cannot share: "
@@ -295,7 +298,8 @@ def _storage_of(study: Any) -> tuple[str, str | None]:
         raise OptimizeError("the study's storage has engine_kwargs['connect_args'], which cannot be shipped to the "
                             "tasks: put TLS options in the URL's query (ssl_ca=..., ssl_cert=..., ssl_key=...)")
     password = url.password
-    bare = url.set(password=None).render_as_string(hide_password=False)
+    bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                      url.query).render_as_string(hide_password=False)
     if url.get_backend_name() == "sqlite":
         path = sqlite_path(bare)
         if path is not None:

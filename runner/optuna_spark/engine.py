@@ -17,9 +17,9 @@ How the tasks are started depends on the session:
 - a Spark Connect session (`SparkSession.builder.remote(...)`; Databricks' shared and serverless
   compute): no `SparkContext` there, so the tasks are the partitions of one DataFrame
   (`spark.range(n_jobs).mapInPandas(...)`), as MLflow's Spark study does. A Spark DataFrame given
-  as the data reaches each task through Spark itself: one full copy per partition (the
-  DataFrame coalesced to one partition, unioned `n_jobs` times), as Arrow batches that the task
-  concatenates into one pandas DataFrame.
+  as the data reaches each task through Spark itself: the lanes cross-joined with the data set
+  broadcast (each executor's JVM holds it once), so each partition carries one full copy, as
+  Arrow batches that the task concatenates into one pandas DataFrame.
 """
 
 from __future__ import annotations
@@ -358,6 +358,7 @@ def _joblib_tasks(n_jobs: int, task_fn: Callable[..., dict[str, Any]], job_json:
 
 
 RESULT_SCHEMA = "result string"
+LANE_COLUMN = "__optuna_spark_lane"
 
 
 def _dataframe_tasks(spark: Any, n_jobs: int, task_fn: Callable[..., dict[str, Any]], job_json: str,
@@ -377,24 +378,33 @@ def _dataframe_tasks(spark: Any, n_jobs: int, task_fn: Callable[..., dict[str, A
 
         rows = lanes.mapInPandas(by_index, RESULT_SCHEMA).collect()
     else:
-        one = spark_frame.coalesce(1)
-        copies = one
-        for _ in range(n_jobs - 1):
-            copies = copies.union(one)  # a union keeps its inputs' partitions: n_jobs full copies
-        schema = spark_frame.schema
+        from pyspark.sql import functions as F
+
+        # Each lane a partition, the data set broadcast beside it: partition i holds lane i with
+        # one full copy of the rows. (A union of coalesced copies would not do: Spark 4 zips the
+        # partitions of children that share one partitioning, so all copies land in one task.)
+        lanes = spark.range(0, n_jobs, 1, n_jobs).withColumnRenamed("id", LANE_COLUMN)
+        copies = lanes.crossJoin(F.broadcast(spark_frame))
+        columns = list(spark_frame.columns)
 
         def with_copy(batches: Iterator[Any]) -> Iterator[Any]:
             import pandas as pd
-            from pyspark import TaskContext
 
             parts = list(batches)
-            whole = pd.concat(parts, ignore_index=True) if parts else \
-                pd.DataFrame({f.name: pd.Series(dtype="object") for f in schema.fields})
+            if not parts:
+                return
+            whole = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
             del parts
-            ctx = TaskContext.get()
-            index = int(ctx.partitionId()) if ctx is not None else 0
+            index = int(whole[LANE_COLUMN].iloc[0])
+            whole = whole[columns]
             result = task_fn(index, job_json, password, deadline, whole, None, inputs)
             yield pd.DataFrame({"result": [json.dumps(result, default=str)]})
 
         rows = copies.mapInPandas(with_copy, RESULT_SCHEMA).collect()
-    return sorted((json.loads(row["result"]) for row in rows), key=lambda r: r.get("index", 0))
+    results = [json.loads(row["result"]) for row in rows]
+    seen = {r.get("index") for r in results}
+    for index in range(n_jobs):
+        if index not in seen:  # a lane whose partition was empty: an empty data set
+            results.append({"index": index, "host": None, "trials": 0, "seconds": None, "traceback": "",
+                            "error": "the task received no rows of the data set (is the DataFrame empty?)"})
+    return sorted(results, key=lambda r: r.get("index", 0))

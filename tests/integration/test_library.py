@@ -1,0 +1,276 @@
+"""optuna_spark.optimize from a plain Python process, on a real local Spark session (one for the
+module) and real storages (SQLite files, the test session's MariaDB): Optuna's `study.optimize`
+meanings (n_trials per call, catch, callbacks, the study's sampler), the data forms, and every bad
+argument refused before any Spark job starts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+import optuna_spark
+from optuna_spark import OptimizeError, OptimizeResult
+
+pytestmark = pytest.mark.spark
+
+WINE = Path(__file__).resolve().parents[2] / "runner" / "optuna_spark" / "data" / "winequality-red.csv"
+
+
+@pytest.fixture(scope="module")
+def spark():
+    import os
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = SparkSession.builder.master("local[2]").appName("test-library").getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _study(tmp_path: Path, name: str = "lib", **kwargs) -> optuna.Study:
+    return optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name=name, **kwargs)
+
+
+def _finished(study: optuna.Study) -> int:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return len(study.get_trials(deepcopy=False, states=done))
+
+
+def test_two_calls_of_twenty_leave_forty_finished_trials(spark, tmp_path: Path) -> None:
+    offset = 2.0  # a closure: shipped by value with the objective
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -10, 10)
+        return (x - offset) ** 2
+
+    study = _study(tmp_path)
+    first = optuna_spark.optimize(study, objective, n_trials=20, n_jobs=3, spark=spark)
+    assert isinstance(first, OptimizeResult)
+    assert (first.n_trials_run, first.n_finished, first.n_jobs) == (20, 20, 3)
+    second = optuna_spark.optimize(study, objective, n_trials=20, n_jobs=2, spark=spark)
+    assert (second.n_trials_run, second.n_finished) == (20, 40)
+    assert _finished(study) == 40 and len(study.trials) == 40
+    assert second.states == {"COMPLETE": 40}
+    assert second.best_value == pytest.approx(study.best_value)
+    assert second.best_params == study.best_params and second.best_trial_number == study.best_trial.number
+    assert sum(second.trials_per_host.values()) == 40
+    assert second.wall_seconds > 0 and not second.task_errors
+    assert "40 finished" in str(second) and "optuna-spark-result" in second._repr_html_()
+
+
+def test_the_default_session_and_n_jobs_from_its_slots(spark, tmp_path: Path) -> None:
+    study = _study(tmp_path)
+    result = optuna_spark.optimize(study, lambda t: t.suggest_int("n", 0, 9), n_trials=6)
+    assert result.n_jobs == 2  # the active session, local[2]
+    assert _finished(study) == 6
+
+
+def test_timeout_alone_ends_the_run(spark, tmp_path: Path) -> None:
+    import time
+
+    def objective(trial: optuna.Trial) -> float:
+        time.sleep(0.2)
+        return trial.suggest_float("x", 0, 1)
+
+    study = _study(tmp_path)
+    started = time.monotonic()
+    result = optuna_spark.optimize(study, objective, timeout=3, n_jobs=2, spark=spark)
+    assert result.n_trials is None and result.n_trials_run >= 2
+    assert time.monotonic() - started < 60
+    assert _finished(study) == result.n_trials_run
+
+
+def test_an_exception_not_in_catch_fails_its_trial_and_raises(spark, tmp_path: Path) -> None:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 2:
+            raise ValueError("bad point")
+        return x
+
+    study = _study(tmp_path)
+    with pytest.raises(OptimizeError, match="ValueError: bad point") as caught:
+        optuna_spark.optimize(study, objective, n_trials=8, n_jobs=1, spark=spark)
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert [t.number for t in failed] == [2]
+    assert "ValueError: bad point" in failed[0].user_attrs["fail_reason"]
+    assert caught.value.summary is not None and caught.value.summary.n_finished == 3
+    assert "bad point" in caught.value.task_errors[0]["traceback"]
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
+def test_an_exception_in_catch_fails_its_trial_and_the_run_goes_on(spark, tmp_path: Path) -> None:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number % 3 == 0:
+            raise KeyError("sometimes")
+        return x
+
+    study = _study(tmp_path)
+    result = optuna_spark.optimize(study, objective, n_trials=9, n_jobs=2, spark=spark, catch=(KeyError,))
+    assert _finished(study) == 9
+    assert result.states["FAIL"] == 3 and result.states["COMPLETE"] == 6
+    # a single class is accepted as Optuna accepts it
+    optuna_spark.optimize(study, objective, n_trials=3, n_jobs=1, spark=spark, catch=KeyError)
+    assert _finished(study) == 12
+
+
+def test_callbacks_run_after_each_trial_with_the_study(spark, tmp_path: Path) -> None:
+    def objective(trial: optuna.Trial) -> float:
+        return trial.suggest_float("x", 0, 1)
+
+    def mark(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        study.set_user_attr(f"seen-{trial.number}", trial.state.name)
+
+    study = _study(tmp_path)
+    optuna_spark.optimize(study, objective, n_trials=7, n_jobs=2, spark=spark, callbacks=[mark])
+    marks = {k: v for k, v in optuna.load_study(study_name="lib", storage=study._storage).user_attrs.items()
+             if k.startswith("seen-")}
+    assert marks == {f"seen-{n}": "COMPLETE" for n in range(7)}
+
+
+def test_the_studys_sampler_is_used_and_reseeded_per_task(spark, tmp_path: Path) -> None:
+    study = _study(tmp_path, sampler=optuna.samplers.RandomSampler(seed=7))
+    optuna_spark.optimize(study, lambda t: t.suggest_float("x", 0, 1), n_trials=8, n_jobs=2, spark=spark)
+    xs = [t.params["x"] for t in study.trials]
+    assert len(set(xs)) == 8  # two tasks with one seed would propose the same points
+    # One task: the sampler keeps its seed, as a single-threaded study.optimize does.
+    alone = _study(tmp_path, name="alone", sampler=optuna.samplers.RandomSampler(seed=7))
+    optuna_spark.optimize(alone, lambda t: t.suggest_float("x", 0, 1), n_trials=3, n_jobs=1, spark=spark)
+    local = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7))
+    local.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert [t.params["x"] for t in alone.trials] == [t.params["x"] for t in local.trials]
+
+
+def test_multi_objective_reports_the_pareto_front(spark, tmp_path: Path) -> None:
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 0, 1)
+        return x, 1 - x
+
+    study = _study(tmp_path, directions=["minimize", "minimize"])
+    result = optuna_spark.optimize(study, objective, n_trials=6, n_jobs=2, spark=spark)
+    assert result.best_value is None and len(result.best_trials) == 6
+
+
+@pytest.mark.parametrize("form", ["pandas", "csv", "spark"])
+def test_data_reaches_every_trial(spark, tmp_path: Path, form: str) -> None:
+    frame = pd.read_csv(WINE, sep=";")
+    data = {"pandas": frame, "csv": str(WINE),
+            "spark": spark.read.csv(str(WINE), sep=";", header=True, inferSchema=True)}[form]
+
+    def objective(trial: optuna.Trial, data: pd.DataFrame) -> float:
+        trial.set_user_attr("shape", list(data.shape))
+        data["quality"] = 0  # a trial's change never reaches the next trial
+        return float(trial.suggest_float("x", 0, 1))
+
+    study = _study(tmp_path)
+    optuna_spark.optimize(study, objective, n_trials=6, n_jobs=2, spark=spark, data=data)
+    assert [t.user_attrs["shape"] for t in study.trials] == [list(frame.shape)] * 6
+    assert (frame["quality"] != 0).any()
+
+
+def test_a_trial_past_trial_timeout_is_failed_and_the_run_goes_on(spark, tmp_path: Path) -> None:
+    import time
+
+    def objective(trial: optuna.Trial) -> float:
+        if trial.number == 0:
+            time.sleep(120)
+        return trial.suggest_float("x", 0, 1)
+
+    study = _study(tmp_path)
+    result = optuna_spark.optimize(study, objective, n_trials=4, n_jobs=1, spark=spark, trial_timeout=2)
+    assert _finished(study) == 4 and result.states == {"COMPLETE": 3, "FAIL": 1}
+    assert "trial timeout" in study.trials[0].user_attrs["fail_reason"]
+
+
+def test_on_mariadb_the_budget_is_exact_across_four_tasks(spark, mariadb) -> None:
+    url = mariadb.url().replace("optuna_user@", f"optuna_user:{mariadb.password}@")
+    study = optuna.create_study(storage=url, study_name="library-mysql", load_if_exists=True)
+    before = _finished(study)
+    result = optuna_spark.optimize(study, lambda t: t.suggest_float("x", 0, 1), n_trials=25, n_jobs=4, spark=spark)
+    assert _finished(study) - before == 25 == result.n_trials_run
+
+
+class _Untouchable:
+    """A stand-in session: any use of it (a Spark job) fails the test with AttributeError."""
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"the session was used ({name}) before the arguments were checked")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"objective": 3}, "objective must be callable"),
+    ({"n_trials": 0}, "n_trials must be a positive integer"),
+    ({"n_trials": -5}, "n_trials must be a positive integer"),
+    ({"n_trials": 2.5}, "n_trials must be a positive integer"),
+    ({"n_trials": True}, "n_trials must be a positive integer"),
+    ({"n_trials": 2**31}, "below 2\\*\\*31"),
+    ({"n_trials": None}, "give a budget"),
+    ({"timeout": 0}, "timeout must be a positive number"),
+    ({"timeout": float("nan")}, "timeout must be a positive number"),
+    ({"n_jobs": 0}, "n_jobs must be a positive integer"),
+    ({"n_jobs": -2}, "n_jobs must be a positive integer"),
+    ({"trial_timeout": -1}, "trial_timeout must be a positive number"),
+    ({"catch": (ValueError, "oops")}, "catch must hold exception classes"),
+    ({"callbacks": [None]}, "each callback must be callable"),
+    ({"data": pd.DataFrame({"a": [1]})}, "takes only \\(trial\\)"),
+    ({"objective": lambda t, data: 0.0}, "takes \\(trial, data\\): give data="),
+    ({"objective": lambda t, data, more: 0.0}, "more"),
+    ({"data": 42, "objective": lambda t, data: 0.0}, "data must be a pandas DataFrame"),
+    ({"data": "/no/such/file.parquet", "objective": lambda t, data: 0.0}, "not a file"),
+])
+def test_bad_arguments_are_refused_before_any_spark_job(tmp_path: Path, kwargs: dict, message: str) -> None:
+    study = _study(tmp_path)
+    args = {"objective": lambda t: t.suggest_float("x", 0, 1), "n_trials": 3, **kwargs}
+    with pytest.raises(OptimizeError, match=message):
+        optuna_spark.optimize(study, args.pop("objective"), args.pop("n_trials"), spark=_Untouchable(), **args)
+    assert len(study.trials) == 0
+
+
+@pytest.mark.parametrize("storage, message", [
+    (None, "InMemoryStorage, which the Spark tasks cannot share"),
+    ("sqlite:///:memory:", "in-memory SQLite"),
+])
+def test_storages_the_tasks_cannot_share_are_refused(storage, message: str) -> None:
+    study = optuna.create_study(storage=storage)
+    with pytest.raises(OptimizeError, match=message) as caught:
+        optuna_spark.optimize(study, lambda t: 0.0, n_trials=3, spark=_Untouchable())
+    assert "sqlite:///" in str(caught.value)  # says what to use
+
+
+def test_a_journal_storage_is_refused(tmp_path: Path) -> None:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log"))))
+    with pytest.raises(OptimizeError, match="JournalStorage"):
+        optuna_spark.optimize(study, lambda t: 0.0, n_trials=3, spark=_Untouchable())
+
+
+def test_an_unreachable_storage_is_refused_before_any_spark_job(mariadb) -> None:
+    url = mariadb.url().replace("optuna_user@", f"optuna_user:{mariadb.password}@")
+    study = optuna.create_study(storage=url, study_name="unreachable", load_if_exists=True)
+    mariadb.stop()
+    try:
+        with pytest.raises(OptimizeError, match="cannot be reached") as caught:
+            optuna_spark.optimize(study, lambda t: 0.0, n_trials=3, spark=_Untouchable())
+        assert mariadb.password not in str(caught.value)
+    finally:
+        mariadb.start()
+
+
+def test_a_study_that_is_not_a_study_is_refused() -> None:
+    with pytest.raises(OptimizeError, match="optuna.Study"):
+        optuna_spark.optimize("sqlite:///x.db", lambda t: 0.0, n_trials=3, spark=_Untouchable())  # type: ignore[arg-type]
+
+
+def test_the_public_api_is_small_and_typed() -> None:
+    assert sorted(optuna_spark.__all__) == ["OptimizeError", "OptimizeResult", "OptunaSparkError", "__version__",
+                                            "optimize"]
+    assert issubclass(OptimizeError, optuna.exceptions.OptunaError)
+    assert (Path(optuna_spark.__file__).parent / "py.typed").is_file()
