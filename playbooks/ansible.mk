@@ -29,7 +29,11 @@ lint-ansible: venv ## ansible-lint (production profile), yamllint, syntax check
 	$(BIN)/ansible-lint --profile production
 	ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(BIN)/ansible-playbook -i localhost, --syntax-check site.yml
 
-lint: lint-ansible ## every linter
+lint-python: venv ## ruff and mypy (strict) on the optuna_spark package
+	$(BIN)/ruff check runner/optuna_spark
+	$(BIN)/mypy
+
+lint: lint-ansible lint-python ## every linter: ruff, mypy, ansible-lint, yamllint
 
 test-ansible: venv ## lint and preflight tests of the playbooks (no hosts needed)
 	$(BIN)/pytest -q tests/ansible

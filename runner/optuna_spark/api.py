@@ -371,7 +371,7 @@ def _run_data(data: Any, spark: Any) -> Any:
     try:
         import pandas as pd
     except ImportError:
-        pd = None  # type: ignore[assignment]
+        pd = None
     if pd is not None and isinstance(data, pd.DataFrame):
         return RunData(payload=pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
     raise OptimizeError(f"data must be a pandas DataFrame, a Spark DataFrame or a path, got {type(data).__name__}")

@@ -19,11 +19,23 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from optuna_spark import __version__
-from optuna_spark.config import (DEFAULT_CONFIG_PATH, DIRECTIONS, FAST_START_JAVA_OPTIONS, PRUNERS, RUNTIME_MODES,
-                           SAMPLERS, SPLITS, ConfigError, Job, RunSettings, SparkSettings, build_settings)
+from optuna_spark.config import (
+    DEFAULT_CONFIG_PATH,
+    DIRECTIONS,
+    FAST_START_JAVA_OPTIONS,
+    PRUNERS,
+    RUNTIME_MODES,
+    SAMPLERS,
+    SPLITS,
+    ConfigError,
+    Job,
+    RunSettings,
+    SparkSettings,
+    build_settings,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -53,13 +65,14 @@ def _boolean(text: str) -> bool:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, status 2
+    def error(self, message: str) -> NoReturn:  # one line, status 2
         sys.stderr.write(f"optuna-spark: error: {message}\n")
         raise SystemExit(EXIT_USAGE)
 
 
 def _storage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help=f"runner TOML file (default: $OPTUNA_SPARK_CONFIG or {DEFAULT_CONFIG_PATH} if present)")
+    p.add_argument("--config",
+                   help=f"runner TOML file (default: $OPTUNA_SPARK_CONFIG or {DEFAULT_CONFIG_PATH} if present)")
     p.add_argument("--storage", help="SQLAlchemy URL without password (default: sqlite under --work-dir)")
     p.add_argument("--password-file", help="file (mode 0600) holding the storage password; "
                                            "or set OPTUNA_SPARK_STORAGE_PASSWORD")
@@ -113,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "'' for none; write --driver-java-options=-X...)")
     tune.add_argument("--conf", action="append", metavar="KEY=VALUE",
                       help="extra Spark setting, repeatable")
-    tune.add_argument("--heartbeat-interval", type=_number(int), help="seconds between a trial's heartbeats (default 10)")
+    tune.add_argument("--heartbeat-interval", type=_number(int),
+                      help="seconds between a trial's heartbeats (default 10)")
     tune.add_argument("--grace-period", type=_number(int),
                       help="seconds without a heartbeat after which a trial of this run is taken for dead (default 30)")
     tune.add_argument("--max-retry", type=_number(int), help="retries of a trial whose task died (default 2)")
@@ -208,12 +222,18 @@ def _study_budget(storage: Any, study_id: int) -> int | None:
 # ---------------------------------------------------------------------------- commands
 
 def cmd_tune(settings: RunSettings) -> int:
+    from optuna_spark import java as java_choice
     from optuna_spark.private import PrivateFiles, remove_stale_private_dirs
     from optuna_spark.report import format_summary, to_json
     from optuna_spark.storage import StorageError, make_sqlite_private
-    from optuna_spark import java as java_choice
-    from optuna_spark.submit import (build_submit_command, effective_conf_dir, find_spark_submit, read_spark_defaults,
-                               run_streaming, spark_conf_dirs)
+    from optuna_spark.submit import (
+        build_submit_command,
+        effective_conf_dir,
+        find_spark_submit,
+        read_spark_defaults,
+        run_streaming,
+        spark_conf_dirs,
+    )
 
     spark, study, objective, target = settings.spark, settings.study, settings.objective, settings.storage
     assert spark is not None and study is not None and objective is not None
@@ -296,13 +316,14 @@ def cmd_tune(settings: RunSettings) -> int:
                             timeout=study.timeout)
 
         def on_event(event: dict[str, Any]) -> None:
-            kind = event.get("event")
+            kind = str(event.get("event"))
             events[kind] = event
             if kind == "progress":
                 view.progress(event)
             elif kind == "started":
                 on_java = f" (Java {event['java_version']})" if event.get("java_version") else ""
-                view.line(f"optuna-spark: Spark {event['spark_version']} application {event['app_id']} started{on_java}")
+                view.line(f"optuna-spark: Spark {event['spark_version']} application {event['app_id']} "
+                          f"started{on_java}")
                 if settings.dashboard_url:
                     view.line(f"optuna-spark: dashboard: {settings.dashboard_url}")
             elif kind == "data":
@@ -498,6 +519,7 @@ def cmd_report(settings: RunSettings) -> int:
                       "pip install 'optuna-spark[report]' (plotly, matplotlib)")
     storage = _read_storage(settings)
     _study_trials(storage, settings.study_name)  # an unknown study: one line, exit 1
+    assert storage is not None
     import optuna
 
     from optuna_spark import plots

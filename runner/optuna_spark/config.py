@@ -552,7 +552,8 @@ def _report_dir(raw: str | None) -> str:
     return str(path)
 
 
-def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any], cwd: Path | None) -> RunSettings:
+def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any],
+                   cwd: Path | None) -> RunSettings:
     from optuna_spark import objectives
     from optuna_spark.private import read_secret_file
 
@@ -581,7 +582,8 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
     study = StudySettings(
         name=name, storage=common["storage"].url, directions=tuple(values["direction"] or ("minimize",)),
         n_trials=n_trials, timeout=timeout, n_jobs=values["n_jobs"], split=values["split"],
-        sampler_seed=values["seed"], sampler=values["sampler"], pruner=values["pruner"], heartbeat_interval=values["heartbeat_interval"],
+        sampler_seed=values["seed"], sampler=values["sampler"], pruner=values["pruner"],
+        heartbeat_interval=values["heartbeat_interval"],
         grace_period=values["grace_period"], max_retry=values["max_retry"],
         outage_timeout=values["outage_timeout"], trial_timeout=values["trial_timeout"],
     )

@@ -10,7 +10,8 @@ SQLAlchemy, the MySQL drivers, the runner. Spark imports the worker module after
 no thread runs in the daemon when it forks: none of these starts one, native threads included,
 in the environment Spark gives the daemon (OMP_NUM_THREADS set to the task's cores: with one,
 NumPy's OpenBLAS starts no pool; with more, OpenBLAS's own fork handler resets it;
-tests/unit/test_submit.py checks the one-core case), and none opens a connection. A failed import only leaves the import to the worker, as without this module.
+tests/unit/test_submit.py checks the one-core case), and none opens a connection. A failed import
+only leaves the import to the worker, as without this module.
 """
 
 from __future__ import annotations

@@ -210,7 +210,8 @@ def read_driver_file(spec: DataSpec, limit: MemoryLimit) -> Any:
             try:
                 import pyarrow  # noqa: F401
             except ImportError:
-                raise DataError("reading Parquet on the driver needs pyarrow (pip install 'optuna-spark[data]')") from None
+                raise DataError("reading Parquet on the driver needs pyarrow "
+                                "(pip install 'optuna-spark[data]')") from None
             frame = pd.read_parquet(path)
         else:
             parts = ([p for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(("_", "."))]
@@ -292,7 +293,7 @@ def estimate_memory(df: Any) -> MemoryEstimate:
 
     fields = list(df.schema.fields)
     types = [f.dataType.typeName() for f in fields]
-    text = [f"`{f.name.replace('`', '``')}`" for f, t in zip(fields, types) if t in TEXT_OVERHEAD]
+    text = [f"`{f.name.replace('`', '``')}`" for f, t in zip(fields, types, strict=True) if t in TEXT_OVERHEAD]
     row = df.agg(F.count(F.lit(1)), *[F.avg(F.octet_length(F.col(c))) for c in text]).collect()[0]
     lengths = [None if v is None else float(v) for v in list(row)[1:]]
     return MemoryEstimate(int(row[0]), row_width(types, lengths))
@@ -365,7 +366,8 @@ def read_through_spark(spark: Any, spec: DataSpec, limit: MemoryLimit) -> Any:
     return frame
 
 
-def driver_payload(spark_factory: Any, spec: DataSpec, conf: Mapping[str, str] | None = None) -> tuple[bytes, dict[str, Any]]:
+def driver_payload(spark_factory: Any, spec: DataSpec,
+                   conf: Mapping[str, str] | None = None) -> tuple[bytes, dict[str, Any]]:
     """Driver side of the Spark application: the pickled frame to broadcast, and what it is."""
     if spec.payload_file is not None:
         payload = Path(spec.payload_file).read_bytes()

@@ -376,7 +376,7 @@ def _dataframe_tasks(spark: Any, n_jobs: int, task_fn: Callable[..., dict[str, A
                     result = task_fn(int(index), job_json, password, deadline, frame, None, inputs)
                     yield pd.DataFrame({"result": [json.dumps(result, default=str)]})
 
-        rows = lanes.mapInPandas(by_index, RESULT_SCHEMA).collect()
+        rows = _collect_interruptibly(spark, lanes.mapInPandas(by_index, RESULT_SCHEMA))
     else:
         from pyspark.sql import functions as F
 
@@ -400,7 +400,7 @@ def _dataframe_tasks(spark: Any, n_jobs: int, task_fn: Callable[..., dict[str, A
             result = task_fn(index, job_json, password, deadline, whole, None, inputs)
             yield pd.DataFrame({"result": [json.dumps(result, default=str)]})
 
-        rows = copies.mapInPandas(with_copy, RESULT_SCHEMA).collect()
+        rows = _collect_interruptibly(spark, copies.mapInPandas(with_copy, RESULT_SCHEMA))
     results = [json.loads(row["result"]) for row in rows]
     seen = {r.get("index") for r in results}
     for index in range(n_jobs):
@@ -408,3 +408,15 @@ def _dataframe_tasks(spark: Any, n_jobs: int, task_fn: Callable[..., dict[str, A
             results.append({"index": index, "host": None, "trials": 0, "seconds": None, "traceback": "",
                             "error": "the task received no rows of the data set (is the DataFrame empty?)"})
     return sorted(results, key=lambda r: r.get("index", 0))
+
+
+def _collect_interruptibly(spark: Any, frame: Any) -> list[Any]:
+    """`collect()`; Ctrl-C in the client interrupts the session's operations on the server (the
+    tasks stop; their running trials are failed and retried by the next run's sweep)."""
+    try:
+        return list(frame.collect())
+    except KeyboardInterrupt:
+        try:
+            spark.interruptAll()
+        finally:
+            raise

@@ -262,10 +262,10 @@ def _candidates(environ: Mapping[str, str], probe: Callable[[str], str | None]) 
     on_path = shutil.which("java", path=environ.get("PATH", os.defpath))
     if on_path:
         yield Candidate("PATH", on_path, probe(on_path), str(Path(on_path).resolve().parent.parent))
-    home = venv_java_home()
-    if home is not None:
-        java = str(home / "bin" / "java")
-        yield Candidate("venv", java, probe(java), str(home))
+    venv_home = venv_java_home()
+    if venv_home is not None:
+        venv_java = str(venv_home / "bin" / "java")
+        yield Candidate("venv", venv_java, probe(venv_java), str(venv_home))
 
 
 def find(environ: Mapping[str, str], spark: str | None) -> JavaChoice:

@@ -299,7 +299,6 @@ class Ledger:
     def create_trial(self, token: str) -> int:
         """A new RUNNING trial bound to the claim `token` (or the one a lost-acknowledged first
         attempt created)."""
-        from optuna.storages._rdb import models
 
         with self._session() as session, session.begin():
             # The study's row lock comes first: on MySQL (REPEATABLE READ) the first plain read
@@ -514,7 +513,7 @@ class Ledger:
         from sqlalchemy import select
 
         now, running = self.running()
-        failed = []
+        failed: list[int] = []
         if now is None:
             return failed
         for r in running:
@@ -556,7 +555,7 @@ def _trial_clock() -> datetime.datetime:
     """A trial's start or end time as Optuna 5's RDBStorage stores it: naive UTC (its model reads
     it back as local time), whatever the host's time zone. (Heartbeats, claims and the sweep use
     the database's clock, `func.now()`, on both sides.)"""
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 def _upsert_attr(session: Any, model: Any, trial_id: int, key: str, value: Any) -> None:

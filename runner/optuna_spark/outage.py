@@ -35,7 +35,8 @@ class StorageOutage(BaseException):
 def storage_errors() -> tuple[type[BaseException], ...]:
     """Errors a storage call raises when the database is down or the connection broke."""
     import optuna
-    from sqlalchemy.exc import DBAPIError, DisconnectionError, TimeoutError as PoolTimeout
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     return (optuna.exceptions.StorageInternalError, DBAPIError, DisconnectionError, PoolTimeout)
 
@@ -182,5 +183,5 @@ def guarded_storage(inner: Any, guard: OutageGuard) -> Any:
     namespace["check_trial_is_updatable"] = lambda self, trial_id, state: self._inner.check_trial_is_updatable(
         trial_id, state)
     cls = type("GuardedStorage", (BaseStorage,), namespace)
-    cls.__abstractmethods__ = frozenset()  # every abstract method is delegated above
+    setattr(cls, "__abstractmethods__", frozenset())  # noqa: B010 - every abstract method is delegated above
     return cls(inner, guard)

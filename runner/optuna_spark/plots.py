@@ -121,8 +121,8 @@ def timeline_matplotlib(spans: list[dict[str, Any]]) -> Any:
     rows = timeline_rows(spans)[::-1]  # the first row on top
     fig, ax = plt.subplots(figsize=(10, max(3.0, 1.4 + 0.5 * len(rows))))
     for s in spans:
-        start = mdates.date2num(s["start"])
-        width = mdates.date2num(s["end"]) - start
+        start = mdates.date2num(s["start"])  # type: ignore[no-untyped-call]
+        width = mdates.date2num(s["end"]) - start  # type: ignore[no-untyped-call]
         ax.broken_barh([(start, width)], (rows.index(s["row"]) - 0.4, 0.8),
                        color=STATE_COLORS.get(s["state"], "#9467bd"))
     ax.set_yticks(range(len(rows)), rows)
@@ -137,6 +137,10 @@ def timeline_matplotlib(spans: list[dict[str, Any]]) -> Any:
     return fig
 
 
+def _maker(plot: Callable[..., Any], study: Any, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    return lambda: plot(study, **kwargs)
+
+
 def _plots(study: Any) -> list[tuple[str, str, Callable[[], Any], Callable[[], Any]]]:
     """(file stem, title, plotly maker, matplotlib maker) of every plot the study can have."""
     import optuna.visualization as pv
@@ -145,7 +149,7 @@ def _plots(study: Any) -> list[tuple[str, str, Callable[[], Any], Callable[[], A
 
     directions = study.directions
     multi = len(directions) > 1
-    out = []
+    out: list[tuple[str, str, Callable[[], Any], Callable[[], Any]]] = []
     targets = ([(None, "objective")] if not multi else
                [(i, f"objective {i}") for i in range(len(directions))])
     for index, label in targets:
@@ -155,20 +159,15 @@ def _plots(study: Any) -> list[tuple[str, str, Callable[[], Any], Callable[[], A
         imp: dict[str, Any] = kw if index is None or directions[index] == StudyDirection.MINIMIZE else {
             "target": (lambda t, i=index: -t.values[i]), "target_name": f"{label} (maximized)"}
         suffix = "" if index is None else f"-{index}"
-        out.append((f"history{suffix}", f"Optimization history ({label})",
-                    lambda kw=kw: pv.plot_optimization_history(study, **kw),
-                    lambda kw=kw: pm.plot_optimization_history(study, **kw)))
-        out.append((f"importances{suffix}", f"Parameter importances ({label})",
-                    lambda kw=imp: pv.plot_param_importances(study, **kw),
-                    lambda kw=imp: pm.plot_param_importances(study, **kw)))
-        out.append((f"parallel{suffix}", f"Parallel coordinates ({label})",
-                    lambda kw=kw: pv.plot_parallel_coordinate(study, **kw),
-                    lambda kw=kw: pm.plot_parallel_coordinate(study, **kw)))
-        out.append((f"slice{suffix}", f"Slices ({label})",
-                    lambda kw=kw: pv.plot_slice(study, **kw), lambda kw=kw: pm.plot_slice(study, **kw)))
+        for stem, title, name, args in (("history", "Optimization history", "plot_optimization_history", kw),
+                                        ("importances", "Parameter importances", "plot_param_importances", imp),
+                                        ("parallel", "Parallel coordinates", "plot_parallel_coordinate", kw),
+                                        ("slice", "Slices", "plot_slice", kw)):
+            out.append((f"{stem}{suffix}", f"{title} ({label})", _maker(getattr(pv, name), study, args),
+                        _maker(getattr(pm, name), study, args)))
     if multi:
-        out.append(("pareto-front", "Pareto front", lambda: pv.plot_pareto_front(study),
-                    lambda: pm.plot_pareto_front(study)))
+        out.append(("pareto-front", "Pareto front", _maker(pv.plot_pareto_front, study, {}),
+                    _maker(pm.plot_pareto_front, study, {})))
     return out
 
 

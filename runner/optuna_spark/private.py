@@ -130,7 +130,7 @@ class PrivateFiles:
 def remove_stale_private_dirs(runs_dir: Path) -> list[Path]:
     """Private directories of earlier runs whose process is gone (a SIGKILL leaves one behind):
     removed. A run directory's name ends with its runner's process id."""
-    removed = []
+    removed: list[Path] = []
     if not runs_dir.is_dir():
         return removed
     for private in runs_dir.glob("*/private"):

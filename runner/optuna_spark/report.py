@@ -139,8 +139,8 @@ def smoothed_rate(rate: float | None, last: dict[str, Any] | None, event: dict[s
     span = float(event.get("elapsed") or 0) - float(last.get("elapsed") or 0)
     if not began or span <= 0:
         return rate
-    latest = max(0, event["finished"] - last["finished"]) / span
-    return latest if rate is None else alpha * latest + (1 - alpha) * rate
+    latest = float(max(0, event["finished"] - last["finished"]) / span)
+    return latest if rate is None else float(alpha * latest + (1 - alpha) * rate)
 
 
 def time_left(event: dict[str, Any], timeout: float | None = None, rate: float | None = None) -> float | None:

@@ -32,7 +32,7 @@ class StorageTarget:
 
     @property
     def backend(self) -> str:
-        return _make_url(self.url).get_backend_name()
+        return str(_make_url(self.url).get_backend_name())
 
     def connect_url(self) -> str:
         """The URL with its password, for SQLAlchemy (the runner's engines, the tasks' and Optuna's
@@ -44,7 +44,7 @@ class StorageTarget:
             url = url.update_query_dict(mysql_tls_options(url.get_driver_name(), dict(url.query)))
         if self.password is not None:
             url = url.set(password=self.password)
-        return url.render_as_string(hide_password=False)
+        return str(url.render_as_string(hide_password=False))
 
     def engine_kwargs(self) -> dict[str, Any]:
         backend = self.backend

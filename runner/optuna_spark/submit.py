@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 from optuna_spark.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, PASSWORD_ENV, SparkSettings
 
@@ -246,9 +246,15 @@ def child_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> d
     return env
 
 
+class TextSink(Protocol):
+    """Where spark-submit's own lines go: a file, or a tee to it and the terminal."""
+
+    def write(self, text: str, /) -> Any: ...
+
+
 def run_streaming(
     command: SubmitCommand,
-    log: IO[str],
+    log: TextSink,
     on_event: Callable[[dict[str, Any]], None],
     secrets: tuple[str, ...] = (),
 ) -> int:

@@ -71,8 +71,8 @@ def supervise(child_main: Callable[[Any, int | None], None], *, trial_timeout: f
 
     The child sends ("start", trial_id) when a trial is bound to it, ("run", trial_id) and
     ("ran", trial_id) around the objective's call (the time that `trial_timeout` limits),
-    ("end", trial_id) when the trial is finished, and finally ("done", error, traceback) on `conn`. `record_heartbeat(trial_id)` and `fail_trial(trial_id, reason)` run here, in the
-    supervisor."""
+    ("end", trial_id) when the trial is finished, and finally ("done", error, traceback) on `conn`.
+    `record_heartbeat(trial_id)` and `fail_trial(trial_id, reason)` run here, in the supervisor."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
@@ -83,10 +83,10 @@ def supervise(child_main: Callable[[Any, int | None], None], *, trial_timeout: f
         receiver, sender = ctx.Pipe(duplex=False)
         before_fork()
 
-        def run_child(conn: Any = sender, share_left: int | None = left) -> None:
+        def run_child(conn: Any = sender, share_left: int | None = left, parent_end: Any = receiver) -> None:
             os.setpgid(0, 0)  # its own process group: a timeout kills whatever it started too
             _die_with_parent()
-            receiver.close()
+            parent_end.close()
             child_main(conn, share_left)
 
         child = ctx.Process(target=run_child, name="optuna-spark-trials", daemon=False)

@@ -10,7 +10,6 @@ waits out outages (optuna_spark.outage); the ledger makes each one safe to retry
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -18,6 +17,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from optuna_spark.config import Job
@@ -87,7 +87,7 @@ def _trial_number_qmc(seed: int, independent: Any) -> Any:
     known, are the independent sampler's: seeded per task, as the other samplers."""
     from optuna.samplers import QMCSampler
 
-    class TrialNumberQMCSampler(QMCSampler):  # type: ignore[misc]
+    class TrialNumberQMCSampler(QMCSampler):
         _number = 0
 
         def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
@@ -249,7 +249,7 @@ class TrialLoop:
                 self.on_end(trial_id)
             self.ran += 1
             if finished and self.callbacks:
-                frozen = self.guard.call(lambda: self.study._storage.get_trial(trial_id), "reading a trial")
+                frozen = self.guard.call(partial(self.study._storage.get_trial, trial_id), "reading a trial")
                 for callback in self.callbacks:
                     callback(self.study, frozen)
             if self.study._stop_flag:  # the objective or a callback called study.stop()
@@ -445,11 +445,11 @@ def run_task(job_json: str, password: str | None, index: int, deadline: float | 
     frame, loaded = None, {}
     if data is not None and data_id is None:  # a DataFrame already in this process (through Spark)
         frame = data
-    elif data is not None:
+    elif data is not None and data_id is not None:
         from optuna_spark import dataset
 
         before = dataset.load_count()
-        frame = dataset.task_data(data, int(data_id))
+        frame = dataset.task_data(data, data_id)
         loaded = {"data_loads": dataset.load_count() - before,
                   "data_load_seconds": round(dataset.last_load_seconds(), 4)}
     if job.study.trial_timeout is not None:

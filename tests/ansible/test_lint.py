@@ -26,6 +26,16 @@ def test_ansible_lint_production_profile() -> None:
     assert "Profile 'production' was required, and it passed" in proc.stdout + proc.stderr, _output(proc)
 
 
+def test_ruff_on_the_package() -> None:
+    proc = run_tool(tool("ruff"), "check", "--no-cache", "runner/optuna_spark")
+    assert proc.returncode == 0, _output(proc)
+
+
+def test_mypy_strict_on_the_package() -> None:
+    proc = run_tool(tool("mypy"), "--no-incremental", "--cache-dir=/dev/null")
+    assert proc.returncode == 0 and "Success: no issues found" in proc.stdout, _output(proc)
+
+
 def test_syntax_check_site_and_each_playbook() -> None:
     playbooks = ["site.yml"] + sorted(
         str(p.relative_to(REPO)) for p in (REPO / "playbooks").glob("*.yml")

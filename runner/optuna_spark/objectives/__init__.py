@@ -110,4 +110,4 @@ def load(spec: ObjectiveSpec) -> Callable[..., Any]:
     fn = getattr(mod, spec.function)
     if not callable(fn):
         raise TypeError(f"{spec.module}.{spec.function} is not callable")
-    return fn
+    return fn  # type: ignore[no-any-return]

@@ -41,7 +41,7 @@ def split(data: Any, target: str) -> tuple[Any, Any, Any, Any]:
 
     x = data.drop(columns=[target])
     y = data[target]
-    return tuple(train_test_split(x, y, test_size=0.2, random_state=42))  # type: ignore[return-value]
+    return tuple(train_test_split(x, y, test_size=0.2, random_state=42))
 
 
 # The split of the data set the task received (--data): made once, kept with the task's frame
@@ -67,7 +67,7 @@ def pruning_callback(trial: optuna.Trial) -> Any:
     class Pruning(xgb.callback.TrainingCallback):
         pruned_at: int | None = None
 
-        def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
             rmse = evals_log["validation_0"]["rmse"][-1]
             trial.report(float(rmse), epoch)
             if trial.should_prune():
