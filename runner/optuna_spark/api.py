@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +134,7 @@ def optimize(
     Beyond Optuna's:
 
     - `spark`: the SparkSession (classic or Spark Connect); default the active one, else a new
-      local one (`local[*]`).
+      local one (`local[*]`, or the master in $OPTUNA_SPARK_MASTER).
     - `data`: a data set each task loads once and passes to every trial (a shallow copy per
       trial): a pandas DataFrame, a path (Parquet or CSV, read on the driver, as `--data`), or a
       Spark DataFrame (collected and broadcast on a classic session; on Spark Connect, each task
@@ -162,18 +164,22 @@ def optimize(
                         pruner=study.pruner, catch=plan.catch)
     _check_shippable(inputs)
 
-    bar = _ProgressBar(n_trials, timeout) if show_progress_bar else None
-    warnings: list[str] = []
+    bar = _ProgressBar(n_trials) if show_progress_bar else None
+    warned: list[str] = []
 
     def on_event(kind: str, **fields: Any) -> None:
         if kind == "progress" and bar is not None:
             bar.update(int(fields.get("finished", 0)) - int(fields.get("previous", 0) or 0))
         elif kind == "warning":
-            warnings.append(str(fields.get("message")))
+            warned.append(str(fields.get("message")))
             optuna.logging.get_logger("optuna_spark").warning(fields.get("message"))
 
     try:
-        outcome = engine.run(job, plan.password, lambda: session, on_event=on_event, inputs=inputs, data=run_data)
+        with warnings_of_spark_silenced():
+            outcome = engine.run(job, plan.password, lambda: session, on_event=on_event, inputs=inputs,
+                                 data=run_data)
+        if bar is not None:
+            bar.update(sum(int(t.get("trials") or 0) for t in outcome.tasks))
     finally:
         if bar is not None:
             bar.close()
@@ -424,10 +430,23 @@ def _check_shippable(inputs: Any) -> None:
                                 f"{engine_line(exc)}") from None
 
 
-class _ProgressBar:
-    """tqdm's bar (its widget in Jupyter), as Optuna's own `show_progress_bar`."""
+@contextmanager
+def warnings_of_spark_silenced() -> Iterator[None]:
+    """joblibspark's and PySpark's warnings that say nothing to an optimize() caller (every call
+    would print them): local mode's stage-level scheduling, job tags not inherited."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*stage-level scheduling.*")
+        warnings.filterwarnings("ignore", message=".*Tags will not be inherited.*")
+        warnings.filterwarnings("ignore", message=".*is greater than the max number of concurrent tasks.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="joblib")
+        yield
 
-    def __init__(self, n_trials: int | None, timeout: float | None) -> None:
+
+class _ProgressBar:
+    """tqdm's bar (its widget in Jupyter, with ipywidgets), as Optuna's own `show_progress_bar`;
+    without `n_trials` (a timeout alone), a count with no total."""
+
+    def __init__(self, n_trials: int | None) -> None:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=n_trials, unit="trial", desc="optuna-spark")

@@ -316,6 +316,11 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     finally:
         monitor.stop_event.set()
         monitor.join(timeout=5)
+        if broadcast is not None:  # the library's session lives on: its blocks are freed now
+            try:
+                broadcast.destroy()
+            except Exception:  # noqa: BLE001 - a stopped session freed them already
+                pass
 
     from optuna_spark.report import summarize
 

@@ -177,14 +177,19 @@ class Ledger:
 
     def reconcile(self) -> None:
         """When no run of the study is under way: give back the claims that never got a trial,
-        and set the counter to the number of claim rows (a counter of an older runner version
-        counted every trial)."""
+        drop the claims whose trial is not a trial of this study (a study deleted and created
+        again under the same name can get the old one's id, on SQLite: its rows are another
+        study's), and set the counter to the number of claim rows (a counter of an older runner
+        version counted every trial)."""
+        from optuna.storages._rdb import models
         from sqlalchemy import delete, func, insert, select, update
 
-        b, c = self._budget, self._claims
+        b, c, t = self._budget, self._claims, models.TrialModel.__table__
+        ours = select(t.c.trial_id).where(t.c.trial_id == c.c.trial_id, t.c.study_id == self.study_id).exists()
         with self._engine.begin() as conn:
             self._lock_counter(conn)
             conn.execute(delete(c).where(c.c.study_id == self.study_id, c.c.trial_id.is_(None)))
+            conn.execute(delete(c).where(c.c.study_id == self.study_id, ~ours))
             rows = conn.execute(select(func.count()).select_from(c).where(c.c.study_id == self.study_id)).scalar()
             res = conn.execute(update(b).where(b.c.study_id == self.study_id)
                                .values(claimed=rows, changes=b.c.changes + 1))
@@ -502,7 +507,8 @@ class Ledger:
             now = _naive(conn.execute(select(func.now())).scalar())
             rows = conn.execute(
                 select(c.c.trial_id, c.c.token, c.c.grace, c.c.bound_at, h.c.heartbeat)
-                .select_from(c.join(t, t.c.trial_id == c.c.trial_id).outerjoin(h, h.c.trial_id == c.c.trial_id))
+                .select_from(c.join(t, (t.c.trial_id == c.c.trial_id) & (t.c.study_id == c.c.study_id))
+                             .outerjoin(h, h.c.trial_id == c.c.trial_id))
                 .where(c.c.study_id == self.study_id, t.c.state == TrialState.RUNNING)
             ).all()
         return now, [Running(int(r[0]), r[1], float(r[2]), _naive(r[3]), _naive(r[4])) for r in rows]

@@ -213,6 +213,31 @@ def test_reconcile_gives_back_claims_without_trials_and_recounts(tmp_path: Path)
     assert ledger.state() == (1, 0) and ledger.claimed() == 1
 
 
+def test_a_study_deleted_and_created_again_never_counts_the_old_studys_claims(tmp_path: Path) -> None:
+    """SQLite gives the new study the old one's id: its claim rows and counter must not count."""
+    from optuna_spark.config import Job, ObjectiveSpec, StudySettings
+    from optuna_spark.engine import prepare_study
+    from optuna_spark.storage import StorageTarget
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    target = StorageTarget(url)
+    job = Job(StudySettings(name="again", storage=url, n_trials=3, n_jobs=1), ObjectiveSpec("q", "m", "f"))
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=KW)
+    first = prepare_study(storage, target, job)
+    ledger = Ledger(url, KW, first, storage)
+    for token in ("a", "b", "c"):
+        trial_id = ledger.claim_trial(token, 3, 30, {"host": "h"})
+        assert trial_id is not None
+        assert ledger.finish(token, trial_id, TrialState.COMPLETE, [1.0])
+    assert ledger.claim_trial("d", 3, 30, {"host": "h"}) is None  # spent
+    optuna.delete_study(study_name="again", storage=storage)
+    second = prepare_study(storage, target, job)
+    assert second == first  # the id is reused: the case this guards
+    assert ledger.claimed() == 0 and ledger.state() == (0, 0)
+    assert ledger.claim_trial("e", 3, 30, {"host": "h"}) is not None
+    ledger.dispose()
+
+
 def test_counts() -> None:
     def trial(number: int, state: TrialState, **system_attrs: Any):
         t = create_trial(state=state, params={"x": 1.0}, distributions={"x": FloatDistribution(0, 2)},
