@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -275,6 +276,7 @@ def cmd_tune(settings: RunSettings) -> int:
                / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "spark.log"
+    readers = group_readers(settings.work_dir, run_dir)
     events: dict[str, Any] = {}
     # Whatever ends the run (an error, Ctrl-C, SIGTERM), the private files go with it.
     with PrivateFiles(run_dir) as private:
@@ -299,6 +301,7 @@ def cmd_tune(settings: RunSettings) -> int:
                   password_file=job_password_file, data=data)
         job_file = run_dir / "job.json"
         job_file.write_text(job.to_json(), encoding="utf-8")
+        readers(job_file)
         py_files = tuple(dict.fromkeys(spec.ship_file for spec in (objective, *settings.callbacks)
                                        if spec.ship_file))
         command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
@@ -337,6 +340,7 @@ def cmd_tune(settings: RunSettings) -> int:
 
         secrets = tuple(x for x in (target.password, settings.spark_secret) if x)
         with log_path.open("w", encoding="utf-8") as log:
+            readers(log_path)
             tee = _Tee(log, sys.stderr) if settings.verbose else log
             try:
                 code = run_streaming(command, tee, on_event, secrets=secrets)
@@ -363,6 +367,27 @@ def cmd_tune(settings: RunSettings) -> int:
     if code != 0:
         raise Failure(f"spark-submit exited with status {code} (log: {log_path})")
     return EXIT_OK
+
+
+def group_readers(work_dir: Path, run_dir: Path) -> Callable[[Path], None]:
+    """A work directory set up for a group (setgid and group-readable: the cluster's, 2750, the
+    operators' group) shares each run's folder, job file and log with that group: operators read
+    the runs they start. Any other work directory keeps them this user's only. Secrets
+    never: the run's private folder stays 0700 (optuna_spark.private). Returns the function that
+    opens a file of the run to the group (a no-op for a private work directory)."""
+    import stat as st
+
+    info = work_dir.stat()
+    if not (info.st_mode & st.S_ISGID and info.st_mode & st.S_IRGRP):
+        return lambda path: None
+    for folder in (work_dir / "runs", run_dir):
+        mode = st.S_IMODE(folder.stat().st_mode)
+        os.chmod(folder, (mode & st.S_ISGID) | 0o750)
+
+    def share(path: Path) -> None:
+        os.chmod(path, 0o640)
+
+    return share
 
 
 def _driver_data(settings: RunSettings, spark_defaults: dict[str, str]) -> Any:

@@ -36,7 +36,7 @@ def test_runner_files_modes(driver: Node) -> None:
     assert (password.user, password.group, password.mode) == ("root", group, 0o640), \
         f"{driver.name}: {password.path} is {password.user}:{password.group} {password.mode:o}, expected root:{group} 640"
     work = driver.host.file(driver.var("optuna_runner_work_dir"))
-    assert work.is_directory and work.user == user and work.mode == 0o750
+    assert work.is_directory and work.user == user and work.mode == 0o2750
     config = tomllib.loads(driver.host.file(driver.var("optuna_runner_config_file")).content_string)
     assert "password" not in config and config["password_file"] == password.path
     assert config["spark_home"] == driver.var("optuna_runner_spark_home")

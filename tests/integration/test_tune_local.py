@@ -254,6 +254,24 @@ def test_the_runs_files_are_private(run_cli, tmp_path: Path) -> None:
             assert mode(work / extra) == 0o600
 
 
+def test_a_group_readable_work_dir_shares_the_run_logs_but_never_the_secrets(run_cli, tmp_path: Path) -> None:
+    """The cluster's work directory (2750, the operators' group): its runs' folders, job files and
+    logs are the group's to read; the SQLite file and the private folder are not."""
+    import stat
+
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o2750)
+    summary_of(run_cli("tune", "--study", "shared", "--n-trials", "2", "--output", "json"))
+    run_dir = next((work / "runs").iterdir())
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(work / "runs") & 0o777 == mode(run_dir) & 0o777 == 0o750
+    assert mode(run_dir) & stat.S_ISGID  # inherited: new files keep the work directory's group
+    assert mode(run_dir / "job.json") == mode(run_dir / "spark.log") == 0o640
+    assert mode(work / "optuna.db") == 0o600
+    assert not [p for p in run_dir.iterdir() if p.is_dir() and mode(p) & 0o077]  # a private folder stays 0700
+
+
 def test_a_study_whose_trials_all_prune_is_a_successful_run(run_cli, tmp_path: Path) -> None:
     (tmp_path / "prunes.py").write_text("import optuna\n\ndef objective(trial):\n"
                                         "    trial.report(1.0, 0)\n    raise optuna.TrialPruned()\n")
