@@ -238,10 +238,17 @@ def find_spark_submit(configured: str | None, environ: Mapping[str, str] | None 
     return found
 
 
+# PySpark's Spark Connect client marks its process with these (a notebook that used a remote
+# session, a test): inherited, they would turn the Spark application's own session into a
+# Spark Connect client too. spark-submit always starts a classic application.
+SPARK_CONNECT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")
+
+
 def child_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """spark-submit's environment: ours plus `extra`, without the storage password (the Spark
-    application reads it from a file; spark-submit, its JVM and Python workers never need it)."""
-    env = {k: v for k, v in environ.items() if k != PASSWORD_ENV}
+    application reads it from a file; spark-submit, its JVM and Python workers never need it)
+    and without Spark Connect's client markers."""
+    env = {k: v for k, v in environ.items() if k != PASSWORD_ENV and k not in SPARK_CONNECT_ENV}
     env.update(extra)
     return env
 

@@ -59,9 +59,12 @@ def connect(tmp_path_factory: pytest.TempPathFactory):
         time.sleep(0.5)
     else:
         pytest.fail("the Spark Connect server did not listen within 120 s")
+    before = dict(os.environ)  # the Connect client marks the process (SPARK_CONNECT_MODE_ENABLED)
     session = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
     yield session
     session.stop()
+    os.environ.clear()
+    os.environ.update(before)
     os.killpg(server.pid, signal.SIGTERM)
     try:
         server.wait(timeout=60)

@@ -238,6 +238,15 @@ def test_spark_submit_never_inherits_the_storage_password() -> None:
     assert env == {"PATH": "/bin", "PYSPARK_PYTHON": "py"}
 
 
+def test_spark_submit_never_inherits_spark_connects_client_markers() -> None:
+    """A process that used a Spark Connect session (a notebook) then runs the command line: the
+    Spark application must start a classic session, not a Connect client."""
+    from optuna_spark.submit import child_environment
+    env = child_environment({"PATH": "/bin", "SPARK_CONNECT_MODE_ENABLED": "1", "SPARK_REMOTE": "sc://h:1",
+                             "SPARK_LOCAL_REMOTE": "1"}, {})
+    assert env == {"PATH": "/bin"}
+
+
 def test_local_workers_fork_from_the_runners_preloading_daemon_only_on_this_interpreter() -> None:
     """optuna_spark.daemon where the executors run the caller's interpreter (local mode, installed
     runtime): elsewhere an executor's Python may lack this runner's module."""
