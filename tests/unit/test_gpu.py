@@ -69,3 +69,25 @@ def test_a_task_without_gpu_in_gpu_mode_fails_loudly_with_a_stub_task_context(mo
     with pytest.raises(RuntimeError, match="GPU mode is on"):
         context.device_for_task(require_gpu=True)
     assert context.device_for_task(require_gpu=False) == "cpu"
+
+
+@pytest.mark.parametrize("address, visible, expected", [
+    ("0", None, 0),                  # every GPU visible: Spark's address is CUDA's ordinal
+    ("3", "", 3),
+    ("3", "3", 0),                   # YARN / Kubernetes / a container: only the task's GPU is visible
+    ("2", "1,2", 1),                 # two visible, the task's is the second
+    ("5", "GPU-8c2a-uuid", 0),       # one visible, named by UUID: it is the task's
+    ("GPU-b", "GPU-a,GPU-b", 1),     # a discovery script that reports UUIDs
+    ("1", "4,6", 1),                 # an address already relative to what is visible
+])
+def test_the_gpu_address_is_mapped_through_cuda_visible_devices(address: str, visible: str | None,
+                                                                   expected: int) -> None:
+    assert context.cuda_ordinal(address, visible) == expected
+
+
+def test_a_task_that_sees_only_its_gpu_uses_cuda_0(monkeypatch) -> None:
+    monkeypatch.setattr(context, "task_gpu_address", lambda: "3")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert context.device_for_task(require_gpu=True) == "cuda:0"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert context.device_for_task(require_gpu=True) == "cuda:3"

@@ -33,11 +33,26 @@ def task_gpu_address() -> str | None:
     return str(gpu.addresses[0])
 
 
+def cuda_ordinal(address: str, visible: str | None) -> int | str:
+    """The CUDA ordinal, in this process, of the GPU that Spark gave the task by `address` (the
+    discovery script's name for it: usually the physical index). Where the process sees only some
+    GPUs (`CUDA_VISIBLE_DEVICES`, set by YARN, Kubernetes' device plugin or a container), CUDA
+    numbers the visible ones from 0: the address is looked up among them. Pure."""
+    if visible is None or not visible.strip():
+        return int(address) if address.strip().isdigit() else address
+    devices = [d.strip() for d in visible.split(",") if d.strip()]
+    if address.strip() in devices:
+        return devices.index(address.strip())
+    if len(devices) == 1:  # one GPU visible (e.g. listed by UUID): it is the task's
+        return 0
+    return int(address) if address.strip().isdigit() and int(address) < len(devices) else address
+
+
 def device_for_task(require_gpu: bool) -> str:
-    """XGBoost's device string: `cuda:<id>` for a task with a GPU, `cpu` otherwise."""
+    """XGBoost's device string: `cuda:<ordinal>` for a task with a GPU, `cpu` otherwise."""
     address = task_gpu_address()
     if address is not None:
-        return f"cuda:{address}"
+        return f"cuda:{cuda_ordinal(address, os.environ.get('CUDA_VISIBLE_DEVICES'))}"
     if require_gpu:
         raise RuntimeError("GPU mode is on but Spark gave this task no 'gpu' resource "
                            "(set spark.task.resource.gpu.amount and a discovery script)")
