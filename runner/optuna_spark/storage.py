@@ -52,8 +52,14 @@ class StorageTarget:
             # Several executor processes share one file: wait for the lock instead of failing.
             return {"connect_args": {"timeout": 60}}
         if backend == "mysql":
+            # Every session in UTC: heartbeats, claims and the staleness check use the database's
+            # NOW(), which is the server's local time otherwise (an hour off across a DST change).
             return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2,
-                    "pool_recycle": 3600, "connect_args": {"connect_timeout": 10}}
+                    "pool_recycle": 3600,
+                    "connect_args": {"connect_timeout": 10, "init_command": "SET time_zone = '+00:00'"}}
+        if backend == "postgresql":
+            return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2,
+                    "connect_args": {"options": "-c timezone=UTC"}}
         return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
 
 

@@ -3,6 +3,7 @@ own connections: the budget, trial numbers and the tell/sweep race, as on SQLite
 
 from __future__ import annotations
 
+import datetime
 import threading
 import uuid
 from typing import Any
@@ -162,3 +163,37 @@ def test_an_idle_claim_takes_no_lock_while_the_budget_is_spent(mariadb) -> None:
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_the_runners_sessions_are_in_utc_whatever_the_servers_time_zone(mariadb) -> None:
+    """Staleness is NOW() against heartbeats written with NOW(): in the server's local time, a DST
+    change would make every running trial look an hour stale (or dead ones an hour fresh). The
+    runner's connections (the ledger's and Optuna's, through StorageTarget) run in UTC."""
+    from sqlalchemy import create_engine, text
+
+    from optuna_spark.storage import StorageTarget, open_rdb_storage
+
+    target = StorageTarget(f"mysql+pymysql://{mariadb.user}@{mariadb.host}:{mariadb.port}/optuna", mariadb.password)
+    mariadb.sql("SET GLOBAL time_zone = '+05:30'")  # a server away from UTC (no tz tables needed)
+    try:
+        engine = create_engine(target.connect_url(), **target.engine_kwargs())
+        with engine.connect() as conn:
+            offset = conn.execute(text("SELECT TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), NOW())")).scalar()
+            zone = conn.execute(text("SELECT @@session.time_zone")).scalar()
+        engine.dispose()
+        assert (offset, zone) == (0, "+00:00")
+        storage = open_rdb_storage(target)
+        study = optuna.create_study(study_name="utc", storage=storage, load_if_exists=True)
+        ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, storage)
+        ledger.create()
+        ledger.ensure()
+        trial_id = ledger.claim_trial("utc-token", 5, 30, {"host": "h"})
+        assert trial_id is not None
+        storage.record_heartbeat(trial_id)  # Optuna's own write, through the same kind of session
+        now, running = ledger.running()
+        assert now is not None and [r.trial_id for r in running] == [trial_id]
+        assert not running[0].is_dead(now)
+        assert abs((now - datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)).total_seconds()) < 120
+        ledger.dispose()
+    finally:
+        mariadb.sql("SET GLOBAL time_zone = 'SYSTEM'")
