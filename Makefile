@@ -13,7 +13,7 @@ TUNE_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lock tune tune-xgboost status report system-deps test test-unit test-integration lint clean
+.PHONY: help venv lock tune tune-xgboost status report system-deps test test-unit test-integration lint clean clean-studies
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -66,8 +66,17 @@ test: system-deps venv ## every test: unit, integration (real spark-submit), lab
 test-unit: venv ## fast tests only
 	$(BIN)/pytest -q tests/unit
 
-clean: ## remove local state (venv, work/)
-	rm -rf $(VENV) work
+# The local studies (work/optuna.db, the default storage) are kept: `make clean-studies` deletes them.
+clean: ## remove the venv and the runs' scratch folders; the studies in work/ are kept
+	rm -rf $(VENV) work/runs work/lockenv
+
+clean-studies: ## delete the local studies (work/optuna.db*): asks first; CONFIRM=yes to skip the question
+	@ls work/optuna.db* >/dev/null 2>&1 || { echo "clean-studies: no local studies in work/"; exit 0; }; \
+	if [ "$(CONFIRM)" != yes ]; then \
+	  if [ -t 0 ]; then read -r -p "Delete every local study in work/optuna.db? [y/N] " answer; else answer=; fi; \
+	  case "$$answer" in [yY]|[yY][eE][sS]) ;; *) echo "clean-studies: kept (CONFIRM=yes to delete without asking)"; exit 1;; esac; \
+	fi; \
+	rm -f work/optuna.db work/optuna.db-wal work/optuna.db-shm work/optuna.db-journal && echo "clean-studies: deleted work/optuna.db"
 
 -include lab/lab.mk
 -include playbooks/ansible.mk
