@@ -67,7 +67,7 @@ def _boolean(text: str) -> bool:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, status 2
-        sys.stderr.write(f"optuna-spark: error: {message}\n")
+        sys.stderr.write(f"optuna-spark: error: {one_line(message)}\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -272,8 +272,7 @@ def cmd_tune(settings: RunSettings) -> int:
     data_frame = _driver_data(settings, read_spark_defaults(conf_dirs))
 
     remove_stale_private_dirs(settings.work_dir / "runs")
-    run_dir = (settings.work_dir / "runs"
-               / f"{study.name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    run_dir = settings.work_dir / "runs" / run_dir_name(study.name, time.strftime("%Y%m%d-%H%M%S"), os.getpid())
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "spark.log"
     readers = group_readers(settings.work_dir, run_dir)
@@ -367,6 +366,19 @@ def cmd_tune(settings: RunSettings) -> int:
     if code != 0:
         raise Failure(f"spark-submit exited with status {code} (log: {log_path})")
     return EXIT_OK
+
+
+def run_dir_name(study: str, stamp: str, pid: int) -> str:
+    """A run folder's name: the study's name made safe for a file name (any character, any
+    length: a study name may be 512 characters, a file name 255 bytes), the time and the pid
+    (the pid ends the name: optuna_spark.private finds stale folders by it). Pure."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", study).lstrip(".") or "study"
+    if safe != study or len(safe) > 80:
+        safe = f"{safe[:64]}-{hashlib.sha256(study.encode()).hexdigest()[:10]}"
+    return f"{safe}-{stamp}-{pid}"
 
 
 def group_readers(work_dir: Path, run_dir: Path) -> Callable[[Path], None]:
@@ -504,8 +516,15 @@ def _read_storage(settings: RunSettings) -> Any | None:
         storage = _open_existing(settings.storage)
     except StorageError as exc:
         raise Failure(str(exc)) from None
-    if storage is None and settings.study_name is not None:
-        raise Failure(f"no study named {settings.study_name!r} in this storage")
+    if storage is None:
+        from optuna_spark.storage import sqlite_path
+
+        path = sqlite_path(settings.storage.url)
+        if path is not None and not path.is_file():
+            # Read-only: said, not created.
+            raise Failure(f"the storage {settings.storage.url} does not exist (no file {path})")
+        if settings.study_name is not None:
+            raise Failure(f"no study named {settings.study_name!r} in this storage")
     return storage
 
 
@@ -655,6 +674,12 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+def one_line(text: str) -> str:
+    """A message on one line, whatever a user's value put in it (a newline, a carriage return, an
+    escape sequence): control characters are shown escaped. Pure."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def _terminate(signum: int, _frame: Any) -> None:
     raise Terminated(signum)
 
@@ -673,10 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = build_settings(args.command, vars(args), os.environ)
         return handlers[args.command](settings)
     except ConfigError as exc:
-        sys.stderr.write(f"optuna-spark: error: {exc}\n")
+        sys.stderr.write(f"optuna-spark: error: {one_line(str(exc))}\n")
         return EXIT_USAGE
     except Failure as exc:
-        sys.stderr.write(f"optuna-spark: {exc}\n")
+        sys.stderr.write(f"optuna-spark: {one_line(str(exc))}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("optuna-spark: interrupted\n")

@@ -38,6 +38,8 @@ ARCHIVE_ALIAS = "environment"
 ARCHIVE_PYTHON = f"./{ARCHIVE_ALIAS}/bin/python"
 
 DEFAULT_CONFIG_PATH = Path("/etc/optuna-spark/runner.toml")
+MAX_SEED = 2**32 - 1  # NumPy's RandomState, which Optuna's samplers seed
+MAX_TASKS = 100_000  # more Spark tasks than any cluster runs at once
 PASSWORD_ENV = "OPTUNA_SPARK_STORAGE_PASSWORD"
 
 _MASTER_RE = re.compile(
@@ -190,6 +192,12 @@ class StudySettings:
             raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if self.n_jobs < 1:
             raise ConfigError(f"--n-jobs must be a positive integer, got {self.n_jobs}")
+        if self.n_jobs > MAX_TASKS:
+            raise ConfigError(f"--n-jobs must be at most {MAX_TASKS}, got {self.n_jobs}")
+        if self.sampler_seed is not None and not 0 <= self.sampler_seed <= MAX_SEED - (self.n_jobs - 1):
+            # Task i seeds its sampler with seed + i; NumPy's seeds are 0 .. 2**32 - 1.
+            raise ConfigError(f"--seed must be between 0 and {MAX_SEED - (self.n_jobs - 1)} with {self.n_jobs} "
+                              f"task(s) (each task seeds with seed + its index, below 2**32), got {self.sampler_seed}")
         if self.split not in SPLITS:
             raise ConfigError(f"--split must be shared or static, got {self.split!r}")
         if self.split == "static" and self.n_trials is None:
@@ -469,6 +477,58 @@ class RunSettings:
     data: Any = None                          # tune: optuna_spark.dataset.DataSpec (--data)
 
 
+NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits on a file name (bytes) and a whole path
+
+
+def _source(key: str, cli: dict[str, Any], config_path: Path | None) -> str:
+    if cli.get(key) is not None or config_path is None:
+        return _BY_KEY[key].flag
+    return f"{key} in config file {config_path}"
+
+
+def check_path_limits(path: str, where: str) -> None:
+    """A path the file system can hold: no NUL, no name over 255 bytes, at most 4095 bytes in all
+    (what the OS would refuse later with an error of its own, checked before anything runs)."""
+    if "\x00" in path:
+        raise ConfigError(f"{where} must not contain a NUL character")
+    encoded = path.encode("utf-8", "surrogateescape")
+    if len(encoded) > PATH_MAX:
+        raise ConfigError(f"{where} is too long ({len(encoded)} bytes; a path holds at most {PATH_MAX})")
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in Path(path).parts), default=0)
+    if longest > NAME_MAX:
+        raise ConfigError(f"{where}: a name in the path is {longest} bytes long (at most {NAME_MAX})")
+
+
+def _check_work_dir(path: Path, config_path: Path | None) -> None:
+    """--work-dir must be a directory this user can make and write: checked before anything runs
+    (its runs' folders and the default SQLite file go there)."""
+    where = f"work_dir in config file {config_path}" if config_path is not None else "--work-dir"
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise ConfigError(f"{where} {path}: {existing} is not a directory")
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"{where} {path} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where} {path}: {existing} is not writable by this user")
+    if existing != path:
+        # Made and removed again: what the file system refuses (/proc, a read-only mount, a name
+        # too long) is said now, and nothing is left behind.
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise ConfigError(f"{where} {path} cannot be created: {exc.strerror or exc}") from None
+        made = path
+        while made != existing:
+            made.rmdir()
+            made = made.parent
+    if len(str(path)) > 3000:
+        raise ConfigError(f"{where} is too long ({len(str(path))} characters)")
+
+
 def config_path_of(cli: dict[str, Any], environ: Any) -> Path | None:
     path = cli.get("config") or environ.get(CONFIG_ENV)
     if path:
@@ -506,8 +566,14 @@ def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | 
                 "spark_conf_dir", "spark_secret_file", "gpu_discovery_script"):
         if values.get(key) is not None:
             values[key] = str(Path(str(values[key])).expanduser())
+            check_path_limits(values[key], _source(key, cli, config_path))
+    for key in ("data", "output_dir"):
+        if values.get(key) and values[key] != "-" and "://" not in str(values[key]):
+            check_path_limits(str(values[key]), _source(key, cli, config_path))
 
     work_dir = Path(values["work_dir"]).resolve()
+    if command == "tune":
+        _check_work_dir(work_dir, config_path if cli.get("work_dir") is None else None)
     url = values["storage"] or f"sqlite:///{work_dir / 'optuna.db'}"
     validate_url(url)
     target = StorageTarget(url, resolve_password(values["password_file"], environ))

@@ -130,6 +130,9 @@ def validate_url(text: str) -> str:
     if backend == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ConfigError("an SQLite storage needs a file path: sqlite:///path/to/optuna.db")
+        from optuna_spark.config import check_path_limits
+
+        check_path_limits(url.database, "the SQLite storage's file")
     elif not url.host or not url.database:
         raise ConfigError(f"storage URL {text!r} needs a host and a database name")
     if backend == "mysql":

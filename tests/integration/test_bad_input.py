@@ -101,7 +101,12 @@ def test_existing_study_with_another_direction(run_cli, tmp_path: Path) -> None:
     assert len(after.trials) == 2 and after.direction.name == "MINIMIZE"
 
 
-def test_status_of_a_missing_study(run_cli) -> None:
+def test_status_of_a_missing_study(run_cli, tmp_path) -> None:
+    proc = run_cli("status", "--study", "ghost")  # no storage yet: said so, nothing created
+    one_line_error(proc, 1, "does not exist")
+    assert not (tmp_path / "work").exists()
+    (tmp_path / "work").mkdir()
+    optuna.create_study(study_name="other", storage=f"sqlite:///{tmp_path / 'work' / 'optuna.db'}")
     proc = run_cli("status", "--study", "ghost")
     one_line_error(proc, 1, "no study named 'ghost'")
 
@@ -142,3 +147,33 @@ def test_a_password_file_shared_with_a_group_is_accepted(run_cli, mariadb, tmp_p
     proc = run_cli("status", "--storage", mariadb.url(), "--password-file", str(pw), "--output", "json")
     assert proc.returncode == 0, proc.stderr
     assert "studies" in proc.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["--seed", "4294967295", "--n-jobs", "2"], "--seed must be between 0 and 4294967294"),
+    (["--n-jobs", "100000000"], "--n-jobs must be at most 100000"),
+    (["--work-dir", "/proc/optuna-spark-work"], "cannot be created"),
+    (["--work-dir", "/etc/passwd/work"], "/etc/passwd is not a directory"),
+    (["--password-file", "p" * 300], "a name in the path is 300 bytes long"),
+    (["--storage", f"sqlite:///{'d' * 256}/x.db"], "a name in the path is 256 bytes long"),
+    (["--password-file", "line\rbreak"], "password file"),
+])
+def test_values_past_the_limits_of_where_they_go_are_refused_first(run_cli, tmp_path, args, fragment) -> None:
+    """Limits that the file system, NumPy's seeds or Spark impose: one line, exit 2, nothing made."""
+    proc = run_cli("tune", "--n-trials", "2", *args)
+    line = one_line_error(proc, 2, fragment)
+    assert "internal error" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_name_no_file_system_could_hold_still_runs(run_cli, tmp_path) -> None:
+    """The run's folder is named after the study: a 300-character name with slashes must not
+    break it (the name is shortened and made safe; the study keeps its own)."""
+    name = "a/b:" + "x" * 296
+    proc = run_cli("tune", "--study", name, "--n-trials", "2", "--n-jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'work' / 'optuna.db'}")] \
+        == [name]
+    (run,) = (tmp_path / "work" / "runs").iterdir()
+    assert len(run.name) < 120 and "/" not in run.name

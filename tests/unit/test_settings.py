@@ -164,10 +164,12 @@ class _no_raise:
 
 
 def test_status_and_best_never_create_a_storage(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["status"]) == 0 and capsys.readouterr().out.strip() == "no studies"
-    assert main(["best", "--study", "s"]) == 1
-    assert capsys.readouterr().err.strip() == "optuna-spark: no study named 's' in this storage"
-    assert main(["status", "--storage", f"sqlite:///{in_tmp / 'deep' / 'x.db'}"]) == 0
+    """A read-only verb on a storage that does not exist says so, exits 1, and creates nothing."""
+    assert main(["status"]) == 1
+    assert capsys.readouterr().err.strip() == (f"optuna-spark: the storage sqlite:///{in_tmp / 'work' / 'optuna.db'} "
+                                               f"does not exist (no file {in_tmp / 'work' / 'optuna.db'})")
+    assert main(["best", "--study", "s"]) == 1 and "does not exist" in capsys.readouterr().err
+    assert main(["status", "--storage", f"sqlite:///{in_tmp / 'deep' / 'x.db'}"]) == 1
     assert list(in_tmp.iterdir()) == []
 
 
