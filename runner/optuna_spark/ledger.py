@@ -458,10 +458,13 @@ class Ledger:
             session.execute(update(c).where(c.c.token == token).values(finished=int(state)))
             return True
 
-    def fail(self, trial_id: int, reason: str, max_retry: int | None) -> bool:
+    def fail(self, trial_id: int, reason: str, max_retry: int | None, stale_after: float | None = None) -> bool:
         """FAIL a RUNNING trial of this runner with `reason`; with `max_retry` (None: never
         retry) and retries left, enqueue its WAITING copy and give its claim back. One
-        transaction; False if the trial was no longer RUNNING (someone else decided)."""
+        transaction; False if the trial was no longer RUNNING (someone else decided).
+        `stale_after` (the sweep's): only if its last heartbeat, read again under the lock in
+        this transaction, is older than that many seconds by the database's clock (a beat that
+        came in after the sweep's scan keeps a live trial alive)."""
         from optuna.storages._rdb import models
         from optuna.trial import FrozenTrial, TrialState
         from sqlalchemy import delete, select, update
@@ -470,6 +473,8 @@ class Ledger:
         with self._session() as session, session.begin():
             self._lock_study(session)  # before any plain read: see create_trial
             self._lock_counter(session)
+            if stale_after is not None and not self._still_stale(session, trial_id, stale_after):
+                return False
             frozen = self.rdb._build_frozen_trial_from_trial_model(
                 models.TrialModel.find_or_raise_by_id(trial_id, session))
             res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.RUNNING)
@@ -495,6 +500,20 @@ class Ledger:
             if token is not None:
                 self._count_down(session, session.execute(delete(c).where(c.c.token == token)).rowcount)
             return True
+
+    def _still_stale(self, session: Any, trial_id: int, stale_after: float) -> bool:
+        """The trial's heartbeat (or its claim's binding, before a first beat), read with a
+        lock (the latest committed value, not a snapshot), is older than `stale_after`."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import func, select
+
+        h, c = models.TrialHeartbeatModel.__table__, self._claims
+        now = _naive(session.execute(select(func.now())).scalar())
+        beat = session.execute(select(h.c.heartbeat).where(h.c.trial_id == trial_id).with_for_update()).scalar()
+        if beat is None:
+            beat = session.execute(select(c.c.bound_at).where(c.c.trial_id == trial_id)).scalar()
+        beat = _naive(beat)
+        return now is not None and beat is not None and (now - beat).total_seconds() > stale_after
 
     def running(self) -> tuple[datetime.datetime | None, list[Running]]:
         """The database's clock now, and this runner's RUNNING trials of the study."""
@@ -525,7 +544,8 @@ class Ledger:
         for r in running:
             if r.is_dead(now) and self.fail(
                     r.trial_id, f"its task stopped sending heartbeats for over {r.grace:g} s "
-                                "(a lost executor, a killed run or a long storage outage)", max_retry):
+                                "(a lost executor, a killed run or a long storage outage)", max_retry,
+                    stale_after=r.grace):
                 failed.append(r.trial_id)
         c = self._claims
         with self._reader.connect() as conn:

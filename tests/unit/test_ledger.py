@@ -238,6 +238,31 @@ def test_a_study_deleted_and_created_again_never_counts_the_old_studys_claims(tm
     ledger.dispose()
 
 
+def test_a_sweep_never_fails_a_trial_whose_heartbeat_came_back_after_its_scan(tmp_path: Path) -> None:
+    """The sweep's scan saw the trial stale (its task cut off by an outage); the task's beat came
+    in before the sweep's fail: the fail re-reads the heartbeat in its own transaction."""
+    study, ledger = setup(tmp_path)
+    trial_id = ledger.claim_trial("live", 5, 30, {"host": "h"})
+    assert trial_id is not None
+    long_ago = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=600)
+    scanned_now, running = ledger.running()
+    stale_view = [Running(r.trial_id, r.token, r.grace, long_ago, long_ago) for r in running]
+    ledger.running = lambda: (scanned_now, stale_view)  # type: ignore[method-assign] - the scan, frozen
+    assert stale_view[0].is_dead(scanned_now)
+    study._storage.record_heartbeat(trial_id)  # the beat that arrives between scan and fail
+    assert ledger.sweep(max_retry=2) == []
+    assert study._storage.get_trial(trial_id).state == TrialState.RUNNING
+    # A trial whose heartbeat really is old is still failed by the sweep.
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE trial_heartbeats SET heartbeat = :t WHERE trial_id = :i"),
+                     {"t": long_ago, "i": trial_id})
+    engine.dispose()
+    assert ledger.sweep(max_retry=2) == [trial_id]
+
+
 def test_counts() -> None:
     def trial(number: int, state: TrialState, **system_attrs: Any):
         t = create_trial(state=state, params={"x": 1.0}, distributions={"x": FloatDistribution(0, 2)},
