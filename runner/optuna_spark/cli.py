@@ -352,6 +352,11 @@ def cmd_tune(settings: RunSettings) -> int:
             raise ConfigError(message)
         raise Failure(message)
     summary = events.get("summary")
+    if summary is None and (code in SIGNAL_EXITS or code < 0):
+        # spark-submit was stopped by a signal this process did not see (sent to its group by a
+        # terminal, sudo, systemd): the run ends as if this process had been interrupted.
+        signum = -code if code < 0 else code - 128
+        raise Terminated(signum)
     if summary is None:
         raise Failure(f"spark-submit exited with status {code} before the study ended: "
                       f"{_spark_failure(log_path, spark)} (log: {log_path})")
@@ -674,6 +679,10 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+RESUMES = " (the same command resumes the study, toward the same budget)"
+SIGNAL_EXITS = (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)
+
+
 def one_line(text: str) -> str:
     """A message on one line, whatever a user's value put in it (a newline, a carriage return, an
     escape sequence): control characters are shown escaped. Pure."""
@@ -704,10 +713,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"optuna-spark: {one_line(str(exc))}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        sys.stderr.write("optuna-spark: interrupted\n")
-        return 130
+        sys.stderr.write(f"optuna-spark: interrupted{RESUMES if args.command == 'tune' else ''}\n")
+        return 128 + signal.SIGINT
     except Terminated as exc:
-        sys.stderr.write(f"optuna-spark: stopped by signal {signal.Signals(exc.signum).name}\n")
+        what = "interrupted" if exc.signum == signal.SIGINT else \
+            f"stopped by signal {signal.Signals(exc.signum).name}"
+        sys.stderr.write(f"optuna-spark: {what}{RESUMES if args.command == 'tune' else ''}\n")
         return 128 + exc.signum
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("OPTUNA_SPARK_DEBUG"):

@@ -177,3 +177,19 @@ def test_a_study_name_no_file_system_could_hold_still_runs(run_cli, tmp_path) ->
         == [name]
     (run,) = (tmp_path / "work" / "runs").iterdir()
     assert len(run.name) < 120 and "/" not in run.name
+
+
+@pytest.mark.parametrize("status, code, word", [(130, 130, "interrupted"), (143, 143, "SIGTERM"),
+                                                (129, 129, "SIGHUP")])
+def test_a_spark_submit_stopped_by_a_signal_ends_with_its_code_and_a_line_of_ours(run_cli, tmp_path, status, code,
+                                                                                   word) -> None:
+    """A signal that reached spark-submit but not this process (sent to its group by a terminal,
+    sudo or systemd): the run ends with the signal's code and our line, not "exit 1" with Spark's."""
+    fake = tmp_path / "spark-submit"
+    fake.write_text(f"#!/bin/sh\necho 'WARN DAGScheduler: stopping' >&2\nexit {status}\n")
+    fake.chmod(0o755)
+    proc = run_cli("tune", "--n-trials", "2", "--spark-submit", str(fake))
+    assert proc.returncode == code, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("optuna-spark: ") and word in last and "resumes" in last, proc.stderr
+    assert "DAGScheduler" not in proc.stderr
