@@ -121,6 +121,7 @@ bench: venv bench-venv ## the local benchmarks, every contender side by side (~5
 	$(BENCH_RUN) throughput --trials $(BENCH_THROUGHPUT_TRIALS) --rounds 1 --contenders runner-shared,runner-static,optuna-threads
 	$(BENCH_RUN) throughput --trials $(BENCH_PEERS_TRIALS) --rounds 1 --name throughput-peers
 	$(BENCH_RUN) startup --rounds $(BENCH_ROUNDS)
+	$(BIN)/python bench/library_memory.py
 	$(BIN)/python bench/report.py
 
 bench-10k: venv ## Ray Tune's full shape, 10,000 x 1 s on 16 tasks (~35 min): bench/results/throughput-10k.json, BENCHMARKS.md

@@ -351,6 +351,8 @@ def build(results_dir: Path, out_path: Path) -> str:
     images: dict[str, str] = {}
     eff = plot_efficiency(results, results_dir)
     for key, data in results.items():
+        if data["workload"].startswith("library-"):
+            continue
         if not data["workload"].startswith("lab-"):
             p = plot_over_time(key, data, results_dir)
             if p:
@@ -364,13 +366,17 @@ def build(results_dir: Path, out_path: Path) -> str:
         lines += [f"![efficiency per contender]({os.path.relpath(eff, out_path.parent)})", ""]
     lines += ["## Local workloads (Spark local mode, this machine)", ""]
     local = [k for k in LOCAL_ORDER if k in results] + sorted(
-        k for k in results if k not in LOCAL_ORDER and not results[k]["workload"].startswith("lab-"))
+        k for k in results if k not in LOCAL_ORDER and not results[k]["workload"].startswith(("lab-", "library-")))
     if not local:
         lines += ["Not measured yet: `make bench`.", ""]
     for key in local:
         lines += workload_section(key, results[key], images)
         if results[key]["workload"] == "startup":
             lines += ["Start-up and tail (medians):", ""] + startup_rows(results[key]) + [""]
+    for key, data in sorted(results.items()):
+        if data["workload"].startswith("library-"):  # a table of its own (bench/library_memory.py)
+            lines += [f"## {data.get('title', key)}", "", f"`{data.get('command', '')}`, {data.get('started', '')}",
+                      ""] + data.get("table", []) + [""] + notes(data["workload"])
     scaling = results_dir / "scaling.png"
     lines += lab_section(results, scaling, os.path.relpath(scaling, out_path.parent))
     lines += notes("contenders")
