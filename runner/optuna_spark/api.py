@@ -8,9 +8,14 @@ settings and checks them, before any Spark job starts.
 
 from __future__ import annotations
 
+import copy
+import datetime
 import math
+import numbers
 import os
 import pickle
+import threading
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +28,7 @@ import optuna
 from optuna_spark.errors import OptimizeError
 
 ObjectiveFuncType = Callable[..., Any]
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ def optimize(
     data: Any = None,
     catch: Iterable[type[Exception]] | type[Exception] = (),
     callbacks: Iterable[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+    gc_after_trial: bool = False,
     trial_timeout: float | None = None,
     show_progress_bar: bool = False,
 ) -> OptimizeResult:
@@ -126,7 +133,11 @@ def optimize(
     - `catch`: exceptions of the objective that fail their trial and let the run go on. Another
       exception fails its trial, ends the task that ran it, and `optimize` raises
       `OptimizeError` naming it once the other tasks have ended.
-    - `callbacks`: `callback(study, frozen_trial)` after each trial, in the task that ran it.
+    - `callbacks`: `callback(study, frozen_trial)` after each trial of this call, here in the
+      calling process with `study` itself, in the order the trials finish (a second or so after
+      each, as the driver polls the study). `study.stop()` from a callback (or from the
+      objective) stops the call: no task starts another trial.
+    - `gc_after_trial`: `gc.collect()` after each trial, in the task that ran it.
     - `show_progress_bar`: a progress bar (tqdm; a live widget in Jupyter).
     - `n_jobs`: how many Spark tasks pull trials at once; None or -1: the session's task slots
       (its default parallelism over `spark.task.cpus`).
@@ -157,11 +168,16 @@ def optimize(
     if n_jobs is None or n_jobs == -1:
         n_jobs = engine.free_task_slots(session)
     master = engine.session_master(session)
-    job = _job(plan, n_trials, timeout, n_jobs, trial_timeout, sqlite_must_exist=not engine.is_local_master(master))
+    if not engine.is_connect(session) and not hasattr(session, "sparkContext"):
+        raise OptimizeError(f"spark must be a SparkSession (classic or Spark Connect), got {type(session).__name__}")
+    # A task never creates an empty SQLite file where the study's is not visible (a cluster, a
+    # Spark Connect server on another host): it refuses, whatever the master says.
+    job = _job(plan, n_trials, timeout, n_jobs, trial_timeout, sqlite_must_exist=True)
+    del master
     if _is_spark_frame(data):
         run_data = _run_data(data, session)
-    inputs = TaskInputs(objective=plan.objective, callbacks=plan.callbacks, sampler=study.sampler,
-                        pruner=study.pruner, catch=plan.catch)
+    inputs = TaskInputs(objective=plan.objective, callbacks=(), sampler=study.sampler,
+                        pruner=study.pruner, catch=plan.catch, gc_after_trial=bool(gc_after_trial))
     _check_shippable(inputs)
 
     bar = _ProgressBar(n_trials) if show_progress_bar else None
@@ -174,29 +190,92 @@ def optimize(
             warned.append(str(fields.get("message")))
             optuna.logging.get_logger("optuna_spark").warning(fields.get("message"))
 
+    stop_key = f"optuna_spark_stop:{uuid.uuid4().hex}"
+    job.extra["stop_key"] = stop_key
+    driver = _DriverCallbacks(study, plan.callbacks, stop_key)
     try:
         with warnings_of_spark_silenced():
             outcome = engine.run(job, plan.password, lambda: session, on_event=on_event, inputs=inputs,
-                                 data=run_data)
+                                 data=run_data, after_poll=driver.after_poll)
         if bar is not None:
             bar.update(sum(int(t.get("trials") or 0) for t in outcome.tasks))
     finally:
         if bar is not None:
             bar.close()
+        driver.forget(study)
     if outcome.summary is None:
         raise OptimizeError(outcome.message or "the run ended without a summary")
+    if driver.error is not None:  # as Optuna's optimize: a callback's exception is raised
+        raise driver.error
     result = OptimizeResult.from_summary(outcome.summary, n_trials, n_jobs, outcome.tasks)
     failed = [t for t in outcome.tasks if t.get("error")]
     if result.task_errors:
         raised = [t for t in failed if t.get("objective_raised")]
         first = (raised or failed or [{"error": result.task_errors[0]["error"]}])[0]["error"]
         if "_ExceptionWithTraceback" in first:  # joblibspark 0.6 lost an error of the task's start
-            first = ("a task failed before it started (Spark's log has why): do the executors' Python "
-                     "(spark.pyspark.python) and packages match the driver's, optuna_spark included?")
+            first = ("a Spark task failed outside the trial loop (Spark's log has why: a Python worker that "
+                     "died, or executors whose Python lacks a package the driver has)")
         what = "the objective raised an exception that catch does not name" if raised else \
             f"{len(result.task_errors)} Spark task(s) failed"
         raise OptimizeError(f"{what}: {first}", summary=result, task_errors=failed or result.task_errors)
     return result
+
+
+class _DriverCallbacks:
+    """The user's callbacks, here with the user's study, for each trial of the call once it has
+    finished (after each poll of the study, and once at the end), in the order they finished.
+    `study.stop()` in one of them (or in the objective) sets the call's stop key, which every
+    task reads before it claims another trial."""
+
+    def __init__(self, study: optuna.Study, callbacks: tuple[Callable[..., None], ...], stop_key: str) -> None:
+        self.study, self.callbacks, self.stop_key = study, callbacks, stop_key
+        # What was finished before the call is not its own.
+        self.seen: set[int] = {t._trial_id for t in study.get_trials(deepcopy=False, states=FINISHED)}
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.lock = threading.Lock()
+        study._stop_flag = False
+
+    def after_poll(self, storage: Any, study_id: int) -> None:
+        with self.lock:
+            try:
+                self._poll(storage, study_id)
+            except BaseException as exc:  # noqa: BLE001 - raised by optimize once the tasks have ended
+                if self.error is None:
+                    self.error = exc
+                self._stop(storage, study_id)
+
+    def _poll(self, storage: Any, study_id: int) -> None:
+        trials = storage.get_all_trials(study_id, deepcopy=False, states=FINISHED)
+        new = sorted((t for t in trials if t._trial_id not in self.seen),
+                     key=lambda t: (t.datetime_complete or datetime.datetime.max, t.number))
+        if self.error is not None or self.stopped:
+            self.seen.update(t._trial_id for t in new)
+            return
+        self.study._thread_local.in_optimize_loop = True  # study.stop() is allowed here, as in Optuna
+        try:
+            for trial in new:
+                self.seen.add(trial._trial_id)
+                for callback in self.callbacks:
+                    callback(self.study, copy.deepcopy(trial))
+                if self.study._stop_flag:
+                    self._stop(storage, study_id)
+                    return
+        finally:
+            self.study._thread_local.in_optimize_loop = False
+
+    def _stop(self, storage: Any, study_id: int) -> None:
+        if not self.stopped:
+            self.stopped = True
+            storage.set_study_system_attr(study_id, self.stop_key, True)
+
+    def forget(self, study: optuna.Study) -> None:
+        """The stop key is the call's alone: removed from the study once it has ended."""
+        study._stop_flag = False
+        try:
+            study._storage.set_study_system_attr(study._study_id, self.stop_key, None)
+        except Exception:  # noqa: BLE001 - a key left behind stops nothing (its call is over)
+            pass
 
 
 @dataclass(frozen=True)
@@ -205,7 +284,7 @@ class _Plan:
 
     name: str
     storage_url: str  # without its password
-    password: str | None
+    password: str | None = field(repr=False)
     directions: tuple[str, ...]
     objective: Callable[..., Any]
     takes_data: str
@@ -224,7 +303,7 @@ def _plan(study: Any, objective: Any, n_trials: Any, timeout: Any, *, n_jobs: An
         raise OptimizeError(f"objective must be callable, got {type(objective).__name__}")
     _check_count("n_trials", n_trials)
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not math.isfinite(timeout) \
                 or timeout <= 0:
             raise OptimizeError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if n_trials is None and timeout is None:
@@ -234,7 +313,7 @@ def _plan(study: Any, objective: Any, n_trials: Any, timeout: Any, *, n_jobs: An
         if n_jobs > 100_000:
             raise OptimizeError(f"n_jobs must be at most 100000, got {n_jobs}")
     if trial_timeout is not None:
-        if isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float)) \
+        if isinstance(trial_timeout, bool) or not isinstance(trial_timeout, numbers.Real) \
                 or not math.isfinite(trial_timeout) or trial_timeout <= 0:
             raise OptimizeError(f"trial_timeout must be a positive number of seconds, got {trial_timeout!r}")
     caught = _catch_tuple(catch)
@@ -260,11 +339,11 @@ def _plan(study: Any, objective: Any, n_trials: Any, timeout: Any, *, n_jobs: An
 def _check_count(name: str, value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy's integers too
         raise OptimizeError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
+    if int(value) < 1:
         raise OptimizeError(f"{name} must be a positive integer, got {value}")
-    if value > 2**31 - 2:
+    if int(value) > 2**31 - 2:
         raise OptimizeError(f"{name} must be below 2**31 - 1, got {value}")
 
 
@@ -344,7 +423,8 @@ def _job(plan: _Plan, n_trials: int | None, timeout: float | None, n_jobs: int, 
     from optuna_spark.config import ConfigError, Job, ObjectiveSpec, StudySettings
 
     settings = StudySettings(name=plan.name, storage=plan.storage_url, directions=plan.directions,
-                             n_trials=n_trials, timeout=None if timeout is None else float(timeout), n_jobs=n_jobs,
+                             n_trials=None if n_trials is None else int(n_trials),
+                             timeout=None if timeout is None else float(timeout), n_jobs=int(n_jobs),
                              trial_timeout=None if trial_timeout is None else float(trial_timeout),
                              budget_scope="call", sqlite_must_exist=sqlite_must_exist)
     try:
@@ -416,10 +496,69 @@ def _semicolons(path: Path) -> bool:
     return ";" in head and "," not in head
 
 
+def _user_modules(*functions: Any) -> list[Any]:
+    """The modules of the user's own files (not installed packages, not the standard library)
+    that these functions use: a helper module beside the script or notebook. cloudpickle ships
+    functions of an importable module by reference, and an executor, whose working directory and
+    sys.path are not the script's, could not import it."""
+    import inspect
+    import sys
+    import sysconfig
+    import types
+
+    installed = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    found: dict[str, Any] = {}
+
+    def consider(value: Any) -> None:
+        name = getattr(value, "__module__", "") or ""
+        module = value if isinstance(value, types.ModuleType) else sys.modules.get(name)
+        if module is None or module.__name__ in ("__main__", "builtins") or module.__name__ in found:
+            return
+        if module.__name__.split(".")[0] in ("optuna_spark", "optuna", "pyspark"):
+            return
+        path = getattr(module, "__file__", None)
+        if not path or any(os.path.abspath(path).startswith(os.path.abspath(p) + os.sep) for p in installed if p):
+            return
+        if "site-packages" in path or "dist-packages" in path:
+            return
+        found[module.__name__] = module
+
+    for fn in functions:
+        fn = getattr(fn, "__func__", fn)
+        if not inspect.isfunction(fn):
+            consider(type(fn))
+            continue
+        for name in fn.__code__.co_names:
+            if name in fn.__globals__:
+                consider(fn.__globals__[name])
+        for cell in fn.__closure__ or ():
+            try:
+                consider(cell.cell_contents)
+            except ValueError:  # an empty cell
+                pass
+    return list(found.values())
+
+
 def _check_shippable(inputs: Any) -> None:
     """The objective, callbacks, sampler and pruner must survive cloudpickle, now rather than in
-    a task."""
+    a task; the user's own modules they use travel by value."""
+    import importlib
+
     import cloudpickle
+
+    # PySpark and joblib carry cloudpickles of their own: the one that ships the tasks' function
+    # must know too.
+    picklers = [cloudpickle]
+    for vendored in ("pyspark.cloudpickle", "joblib.externals.cloudpickle"):
+        try:
+            picklers.append(importlib.import_module(vendored))
+        except ImportError:
+            pass
+    for module in _user_modules(inputs.objective, *(inputs.callbacks or ())):
+        for pickler in picklers:
+            register = getattr(pickler, "register_pickle_by_value", None)
+            if register is not None:
+                register(module)
 
     for what, value in (("objective", inputs.objective), ("callbacks", inputs.callbacks),
                         ("the study's sampler", inputs.sampler), ("the study's pruner", inputs.pruner)):

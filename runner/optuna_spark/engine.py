@@ -110,10 +110,11 @@ class Monitor(threading.Thread):
     """Polls the study and reports `progress` when something changed."""
 
     def __init__(self, storage: Any, study_id: int, n_trials: int | None, interval: float,
-                 on_event: EventSink) -> None:
+                 on_event: EventSink, after_poll: Callable[[Any, int], None] | None = None) -> None:
         super().__init__(name="optuna-spark-progress", daemon=True)
         self.storage, self.study_id, self.n_trials, self.interval = storage, study_id, n_trials, interval
         self.on_event = on_event
+        self.after_poll = after_poll
         self.stop_event = threading.Event()
         self.started = time.monotonic()
 
@@ -145,6 +146,8 @@ class Monitor(threading.Thread):
             if snap != last:
                 self.on_event("progress", elapsed=round(time.monotonic() - self.started, 1), **snap)
                 last = snap
+            if self.after_poll is not None:
+                self.after_poll(self.storage, self.study_id)
 
 
 def prepare_study(storage: Any, target: Any, job: Any, on_event: EventSink = lambda *a, **k: None) -> int:
@@ -186,7 +189,11 @@ def prepare_study(storage: Any, target: Any, job: Any, on_event: EventSink = lam
         else:
             ledger.reconcile()
         if settings.budget_scope == "call":
-            job.extra["claim_base"] = ledger.claimed()
+            # Claims still in flight (trials RUNNING, claims not yet bound: an interrupted call's,
+            # which a sweep will give back and re-enqueue) are not spent: this call's n_trials
+            # takes them up when they come back, so the call runs exactly n_trials claims.
+            _, unbound = ledger.state()
+            job.extra["claim_base"] = ledger.claimed() - len(running) - unbound
         if settings.split == "static" and settings.n_trials is not None:
             # The seed's fixed shares, of what is left of the budget: a second run of the same
             # command continues toward the same total, as the shared split does.
@@ -232,10 +239,13 @@ class RunData:
 
 def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_event: EventSink,
         inputs: TaskInputs | None = None, data: RunData | None = None,
-        task_fn: Callable[..., dict[str, Any]] = safe_task) -> RunOutcome:
+        task_fn: Callable[..., dict[str, Any]] = safe_task,
+        after_poll: Callable[[Any, int], None] | None = None) -> RunOutcome:
     """One run of a study: see the module's docstring. `get_spark()` gives the session (made
-    on first use: a refused data set or storage starts none). Never raises for what a user can
-    get wrong: the outcome says it."""
+    on first use: a refused data set or storage starts none). `after_poll(storage, study_id)`
+    runs in the progress thread after each poll of the study, and once more when the tasks have
+    ended (the library's callbacks). Never raises for what a user can get wrong: the outcome says
+    it."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -296,7 +306,7 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     # a 10,000-trial study costs milliseconds, not the second of CPU a full read takes.
     storage = optuna.storages.get_storage(storage)
     monitor = Monitor(storage, study_id, settings.n_trials if settings.budget_scope == "study" else None,
-                      job.progress_interval, on_event)
+                      job.progress_interval, on_event, after_poll)
     monitor.start()
     deadline = None if settings.timeout is None else time.time() + settings.timeout
     job_json = job.to_json()
@@ -310,7 +320,7 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
             results = _joblib_tasks(settings.n_jobs, task_fn, job_json, password, deadline, inputs,
                                     broadcast, data_id)
     except Exception as exc:  # a Spark job failed outright (e.g. a lost executor in local mode)
-        crash = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:2000]
+        crash = spark_failure_line(exc)
         if password:
             crash = crash.replace(password, "***")
     finally:
@@ -324,6 +334,8 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
 
     from optuna_spark.report import summarize
 
+    if after_poll is not None:
+        after_poll(storage, study_id)
     try:
         trials = guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "reading the trials")
     except StorageOutage as exc:
@@ -332,11 +344,22 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     summary = summarize(settings.name, trials, settings.n_trials if settings.budget_scope == "study" else None,
                         list(settings.directions), wall=time.monotonic() - started, tasks=results)
     if crash:
-        summary["errors"].append({"index": None, "host": None, "error": crash})
+        summary["errors"].append({"index": None, "host": None, "error": crash, "traceback": ""})
     for r in results:
         if r.get("error"):
             summary["errors"].append({"index": r["index"], "host": r["host"], "error": r["error"]})
     return RunOutcome(RUN_TASK_ERRORS if summary["errors"] else RUN_OK, summary=summary, tasks=results)
+
+
+def spark_failure_line(exc: BaseException) -> str:
+    """One line for a Spark job that failed: the Python error inside Spark's exception (its last
+    `SomethingError: ...` line) when there is one, else the exception's first line."""
+    import re
+
+    text = f"{type(exc).__name__}: {exc}".strip()
+    errors = re.findall(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b: .+)$", text, re.M)
+    line = errors[-1].strip() if errors else text.splitlines()[0]
+    return line[:2000]
 
 
 def _app_id(spark: Any) -> str | None:
@@ -356,8 +379,11 @@ def _joblib_tasks(n_jobs: int, task_fn: Callable[..., dict[str, Any]], job_json:
     from joblibspark import register_spark
 
     register_spark()
-    with parallel_backend("spark", n_jobs=n_jobs):
-        out = Parallel(n_jobs=n_jobs)(
+    # joblib runs a Parallel of one job in this very process: at least two, so that even one
+    # lane is a Spark task on an executor.
+    lanes = max(2, n_jobs)
+    with parallel_backend("spark", n_jobs=lanes):
+        out = Parallel(n_jobs=lanes)(
             delayed(task_fn)(i, job_json, password, deadline, broadcast, data_id, inputs) for i in range(n_jobs))
     return list(out)
 

@@ -28,6 +28,7 @@ from optuna_spark.outage import OutageGuard, StorageOutage, database_probe, guar
 # late after the study's last trial ends.
 IDLE_POLL_SECONDS = 0.25
 UNLIMITED = 2**31 - 1  # claims of a run with only a time budget
+STOP_POLL_SECONDS = 0.5  # how often a task of the library's call looks for its stop
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class TaskInputs:
     # None: every exception of the objective fails its trial and the task goes on (the command
     # line). A tuple: as Optuna's `catch`, another exception fails its trial and ends the task.
     catch: tuple[type[BaseException], ...] | None = None
+    gc_after_trial: bool = False  # Optuna's: gc.collect() after each trial
 
 
 class ObjectiveRaised(RuntimeError):
@@ -206,6 +208,11 @@ class TrialLoop:
     on_objective_start: Callable[[int], None] = lambda trial_id: None
     on_objective_end: Callable[[int], None] = lambda trial_id: None
     catch: tuple[type[BaseException], ...] | None = None  # TaskInputs.catch
+    gc_after_trial: bool = False
+    # The library's call: a study system attribute that, once set (study.stop() on the driver or
+    # in a task, an objective's exception not in `catch`), stops every task of the call.
+    stop_key: str | None = None
+    last_stop_check: float = field(default=0.0)
     ran: int = 0
     last_sweep: float = field(default=0.0)
     idle: bool = False  # the last claim was refused (the budget is spent, for now)
@@ -223,8 +230,24 @@ class TrialLoop:
         finally:
             self.study._thread_local.in_optimize_loop = False
 
+    def _stopped(self) -> bool:
+        if self.stop_key is None or time.monotonic() - self.last_stop_check < STOP_POLL_SECONDS:
+            return False
+        self.last_stop_check = time.monotonic()
+        storage, study_id = self.study._storage, self.study._study_id
+        attrs = self.guard.call(lambda: storage.get_study_system_attrs(study_id), "polling")
+        return bool(attrs.get(self.stop_key))
+
+    def stop_call(self) -> None:
+        """Every task of this call stops claiming (the library's `study.stop()`)."""
+        if self.stop_key is not None:
+            storage, study_id, key = self.study._storage, self.study._study_id, self.stop_key
+            self.guard.call(lambda: storage.set_study_system_attr(study_id, key, True), "stopping the call")
+
     def _run(self) -> int:
         while not self._out_of_time() and (self.share is None or self.ran < self.share):
+            if self._stopped():
+                break
             # As Optuna's ask and tell do: the sampler's per-trial view of the study is read
             # afresh for each trial (without this, TPE would see the study as it was at the task's
             # first trial, forever).
@@ -248,11 +271,16 @@ class TrialLoop:
             finally:
                 self.on_end(trial_id)
             self.ran += 1
+            if self.gc_after_trial:
+                import gc
+
+                gc.collect()
             if finished and self.callbacks:
                 frozen = self.guard.call(partial(self.study._storage.get_trial, trial_id), "reading a trial")
                 for callback in self.callbacks:
                     callback(self.study, frozen)
             if self.study._stop_flag:  # the objective or a callback called study.stop()
+                self.stop_call()
                 break
         return self.ran
 
@@ -333,6 +361,7 @@ class TrialLoop:
             finished = bool(self.guard.call(lambda: self.ledger.finish(token, trial_id, outcome.state,
                                                                        outcome.values), "telling a result"))
             if raised is not None:
+                self.stop_call()  # as Optuna's optimize, which stops at an exception it does not catch
                 raise raised
             return finished
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -355,6 +384,7 @@ class TaskParts:
     objective: Callable[[Any], Any]
     callbacks: tuple[Callable[[Any, Any], None], ...] = ()
     catch: tuple[type[BaseException], ...] | None = None
+    gc_after_trial: bool = False
 
     def close(self) -> None:
         self.ledger.dispose()
@@ -394,7 +424,7 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None,
     ), "loading the study")
     ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, rdb)
     return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective, callbacks,
-                     inputs.catch)
+                     inputs.catch, inputs.gc_after_trial)
 
 
 def _task_sampler(job: Job, index: int, inputs: TaskInputs) -> Any:
@@ -476,7 +506,8 @@ def _run_here(job: Job, password: str | None, index: int, deadline: float | None
             beat.stop()
 
     loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
-                     share=share, callbacks=parts.callbacks, on_start=on_start, on_end=on_end, catch=parts.catch)
+                     share=share, callbacks=parts.callbacks, on_start=on_start, on_end=on_end, catch=parts.catch,
+                     gc_after_trial=parts.gc_after_trial, stop_key=job.extra.get("stop_key"))
     try:
         return {"trials": loop.run()}
     finally:
@@ -512,6 +543,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
             # before or after it (the trial's set-up, its result's writes) is not a trial timeout.
             loop = TrialLoop(job, parts.study, parts.ledger, parts.guard, parts.objective, parts.host, deadline,
                              share=share_left, callbacks=parts.callbacks, on_start=on_start, catch=parts.catch,
+                             gc_after_trial=parts.gc_after_trial, stop_key=job.extra.get("stop_key"),
                              on_end=lambda trial_id: conn.send(("end", trial_id)),
                              on_objective_start=lambda trial_id: conn.send(("run", trial_id)),
                              on_objective_end=lambda trial_id: conn.send(("ran", trial_id)))

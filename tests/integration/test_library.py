@@ -274,3 +274,92 @@ def test_the_public_api_is_small_and_typed() -> None:
                                             "optimize"]
     assert issubclass(OptimizeError, optuna.exceptions.OptunaError)
     assert (Path(optuna_spark.__file__).parent / "py.typed").is_file()
+
+
+def test_one_task_runs_on_an_executor_not_in_the_callers_process(spark, tmp_path: Path) -> None:
+    import os
+
+    study = _study(tmp_path)
+
+    def objective(trial: optuna.Trial) -> float:
+        import os
+
+        trial.set_user_attr("pid", os.getpid())
+        return trial.suggest_float("x", 0, 1)
+
+    optuna_spark.optimize(study, objective, n_trials=3, n_jobs=1, spark=spark)
+    assert {t.user_attrs["pid"] for t in study.trials} - {os.getpid()} == {t.user_attrs["pid"] for t in study.trials}
+
+
+def test_callbacks_run_here_with_the_callers_study_for_each_trial_in_order(spark, tmp_path: Path) -> None:
+    seen: list[tuple[int, str]] = []
+    study = _study(tmp_path)
+    optuna_spark.optimize(study, lambda t: t.suggest_float("x", 0, 1), n_trials=9, n_jobs=2, spark=spark,
+                          callbacks=[lambda s, t: seen.append((t.number, t.state.name)) if s is study else None])
+    assert sorted(seen) == [(n, "COMPLETE") for n in range(9)]
+
+
+def test_study_stop_in_a_callback_stops_every_task(spark, tmp_path: Path) -> None:
+    import time
+
+    def objective(trial: optuna.Trial) -> float:
+        time.sleep(0.2)
+        return trial.suggest_float("x", 0, 1)
+
+    def stop_at_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        study.stop()
+
+    study = _study(tmp_path)
+    result = optuna_spark.optimize(study, objective, n_trials=200, n_jobs=2, spark=spark, callbacks=[stop_at_once])
+    assert 1 <= result.n_trials_run < 40 and len(study.trials) == result.n_trials_run
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    # the stop was this call's: the next call runs its whole budget
+    again = optuna_spark.optimize(study, objective, n_trials=4, n_jobs=2, spark=spark)
+    assert again.n_trials_run == 4
+
+
+def test_an_exception_not_in_catch_stops_the_other_tasks_too(spark, tmp_path: Path) -> None:
+    import time
+
+    def objective(trial: optuna.Trial) -> float:
+        time.sleep(0.2)
+        if trial.number == 1:
+            raise ValueError("stop here")
+        return trial.suggest_float("x", 0, 1)
+
+    study = _study(tmp_path)
+    with pytest.raises(OptimizeError, match="stop here"):
+        optuna_spark.optimize(study, objective, n_trials=200, n_jobs=2, spark=spark)
+    assert len(study.trials) < 40
+
+
+def test_optunas_other_arguments_and_numpy_counts(spark, tmp_path: Path) -> None:
+    import numpy as np
+
+    study = _study(tmp_path)
+    result = optuna_spark.optimize(study, lambda t: t.suggest_float("x", 0, 1), np.int64(4), np.float64(600),
+                                   n_jobs=np.int32(2), spark=spark, gc_after_trial=True, show_progress_bar=True)
+    assert result.n_trials_run == 4 and _finished(study) == 4
+
+
+def test_a_helper_module_beside_the_script_reaches_the_executors(tmp_path: Path) -> None:
+    """`python proj/run.py` from another folder, its objective using proj/helper.py: the executors
+    cannot import it (their sys.path is not the script's), so it travels by value."""
+    import subprocess
+
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    proj.mkdir()
+    elsewhere.mkdir()
+    (proj / "helper.py").write_text("def shift(x):\n    return (x - 3.0) ** 2\n")
+    (proj / "run.py").write_text(
+        "import os, sys\nos.environ['PYSPARK_PYTHON'] = sys.executable\n"
+        "import optuna, optuna_spark\nfrom helper import shift\n\n"
+        "def objective(trial):\n    return shift(trial.suggest_float('x', 0, 5))\n\n"
+        "study = optuna.create_study(storage='sqlite:///s.db', study_name='h')\n"
+        "result = optuna_spark.optimize(study, objective, n_trials=4, n_jobs=2)\n"
+        "print('RUN', result.n_trials_run, len(study.trials))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+    done = subprocess.run([sys.executable, str(proj / "run.py")], cwd=elsewhere, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RUN 4 4" in done.stdout

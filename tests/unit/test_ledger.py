@@ -422,3 +422,27 @@ def test_on_sqlite_the_ledgers_reads_do_not_wait_for_a_writer(tmp_path: Path, jo
         writer.close()
     blocked.join(timeout=60)
     assert not blocked.is_alive() and out[-1] is not None
+
+
+def test_a_call_after_an_interrupted_one_counts_its_trials_in_flight_as_not_spent(tmp_path: Path) -> None:
+    """optimize(n_trials=N) right after a call whose trials were left RUNNING (Ctrl-C, a lost
+    executor): the sweep will give those claims back and re-enqueue the trials, so the next
+    call's base leaves them out (else it would run N plus those)."""
+    from optuna_spark.config import Job, ObjectiveSpec, StudySettings
+    from optuna_spark.engine import prepare_study
+    from optuna_spark.storage import StorageTarget
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=KW)
+    job = Job(StudySettings(name="call", storage=url, n_trials=5, n_jobs=1, budget_scope="call"),
+              ObjectiveSpec("q", "m", "f"))
+    study_id = prepare_study(storage, StorageTarget(url), job)
+    ledger = Ledger(url, KW, study_id, storage)
+    done = ledger.claim_trial("done", 5, 30, {"host": "h"})
+    assert done is not None and ledger.finish("done", done, TrialState.COMPLETE, [1.0])
+    for token in ("left-1", "left-2"):  # the interrupted call's trials, still RUNNING
+        assert ledger.claim_trial(token, 5, 30, {"host": "h"}) is not None
+    assert ledger.claimed() == 3
+    prepare_study(storage, StorageTarget(url), job)
+    assert job.extra["claim_base"] == 1
+    ledger.dispose()
