@@ -129,8 +129,9 @@ def database_probe(connect_url: str, engine_kwargs: dict[str, Any]) -> Callable[
     kwargs = {k: v for k, v in engine_kwargs.items()
               if k not in ("pool_size", "max_overflow", "pool_recycle", "pool_pre_ping")}
     connect_args = dict(kwargs.pop("connect_args", {}))
-    if "connect_timeout" in connect_args:
-        connect_args["connect_timeout"] = min(int(connect_args["connect_timeout"]), 5)
+    for key in ("connect_timeout", "read_timeout", "write_timeout"):  # a probe answers within seconds
+        if key in connect_args:
+            connect_args[key] = min(int(connect_args[key]), 5)
     if "timeout" in connect_args:  # SQLite's lock wait
         connect_args["timeout"] = 5
     engine = create_engine(connect_url, poolclass=NullPool, connect_args=connect_args, **kwargs)

@@ -18,6 +18,20 @@ from optuna_spark.private import read_secret_file
 SUPPORTED_BACKENDS = ("sqlite", "mysql", "postgresql")
 
 
+STORAGE_IO_TIMEOUT = 60  # seconds a storage read or write may wait for the network (default)
+IO_TIMEOUT_ENV = "OPTUNA_SPARK_STORAGE_IO_TIMEOUT"
+
+
+def storage_io_timeout() -> int:
+    """$OPTUNA_SPARK_STORAGE_IO_TIMEOUT (whole seconds, at least 5), else STORAGE_IO_TIMEOUT. The
+    Spark application and its tasks inherit it from the environment of spark-submit."""
+    raw = os.environ.get(IO_TIMEOUT_ENV, "")
+    try:
+        return max(5, int(raw)) if raw.strip() else STORAGE_IO_TIMEOUT
+    except ValueError:
+        return STORAGE_IO_TIMEOUT
+
+
 class StorageError(RuntimeError):
     """The storage cannot be used (unreachable, refused, wrong password): exit status 1."""
 
@@ -54,12 +68,19 @@ class StorageTarget:
         if backend == "mysql":
             # Every session in UTC: heartbeats, claims and the staleness check use the database's
             # NOW(), which is the server's local time otherwise (an hour off across a DST change).
+            # Read and write timeouts: a silent partition (packets dropped, not refused) ends a
+            # call within STORAGE_IO_TIMEOUT, as an outage that OutageGuard waits out, instead of
+            # blocking it forever. Above InnoDB's lock wait (50 s), which a claim may spend.
             return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2,
                     "pool_recycle": 3600,
-                    "connect_args": {"connect_timeout": 10, "init_command": "SET time_zone = '+00:00'"}}
+                    "connect_args": {"connect_timeout": 10, "init_command": "SET time_zone = '+00:00'",
+                                     "read_timeout": storage_io_timeout(), "write_timeout": storage_io_timeout()}}
         if backend == "postgresql":
+            # tcp_user_timeout (ms): unacknowledged data for that long ends the connection.
             return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2,
-                    "connect_args": {"options": "-c timezone=UTC"}}
+                    "connect_args": {"options": "-c timezone=UTC", "connect_timeout": 10,
+                                     "keepalives": 1, "keepalives_idle": 30,
+                                     "tcp_user_timeout": storage_io_timeout() * 1000}}
         return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
 
 

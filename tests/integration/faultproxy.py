@@ -2,6 +2,8 @@
 
 - `outage(seconds)`: every open connection is cut and new ones are closed right after they are
   accepted, for `seconds`: what a database restart or a network cut looks like to a client.
+- `blackhole(seconds)`: a silent partition: for `seconds`, nothing is forwarded either way and
+  nothing is closed (packets dropped, not refused): a client waits for an answer that never comes.
 - `cut_after_commit(every)`: every `every`-th COMMIT reaches the server, which commits, but its
   answer is dropped and the connection cut: the client does not know whether it committed (a
   lost acknowledgement).
@@ -29,6 +31,7 @@ class FaultProxy:
         self.commits = 0
         self.cuts = 0          # acknowledgements dropped
         self.outage_cuts = 0   # connections cut or refused by an outage
+        self.silent_until = 0.0
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -41,6 +44,13 @@ class FaultProxy:
         for pair in pairs:
             self._close(*pair)
             self.outage_cuts += 1
+
+    def blackhole(self, seconds: float) -> None:
+        with self.lock:
+            self.silent_until = time.monotonic() + seconds
+
+    def _silent(self) -> bool:
+        return time.monotonic() < self.silent_until
 
     def cut_after_commit(self, every: int) -> None:
         with self.lock:
@@ -65,6 +75,10 @@ class FaultProxy:
             if time.monotonic() < self.down_until:
                 self.outage_cuts += 1
                 client.close()
+                continue
+            if self._silent():  # accepted (the SYN got through) and then never answered
+                with self.lock:
+                    self.pairs.append((client, client))
                 continue
             try:
                 server = socket.create_connection(self.target, timeout=10)
@@ -108,7 +122,7 @@ class FaultProxy:
                             if self.commit_every and self.commits % self.commit_every == 0:
                                 state["cut_on_reply"] = True
                     out += packet
-                if out:
+                if out and not self._silent():
                     server.sendall(out)
         except OSError:
             pass
@@ -123,7 +137,8 @@ class FaultProxy:
                 if state["cut_on_reply"]:
                     self.cuts += 1  # the server committed; the client never hears it
                     break
-                client.sendall(data)
+                if not self._silent():
+                    client.sendall(data)
         except OSError:
             pass
         self._close(client, server)

@@ -130,3 +130,37 @@ def test_lost_commit_acknowledgements_count_nothing_twice(proxy, mariadb, tmp_pa
     counter = mariadb.sql(f"SELECT claimed FROM optuna.optuna_spark_budget WHERE study_id = {study_id}").strip()
     rows = mariadb.sql(f"SELECT COUNT(*) FROM optuna.optuna_spark_claims WHERE study_id = {study_id}").strip()
     assert counter == rows == "30"
+
+
+def test_a_silent_partition_ends_a_storage_call_instead_of_blocking_it(mariadb, monkeypatch) -> None:
+    """Packets dropped, not refused: without read/write timeouts a storage call waits forever and
+    --outage-timeout never fires. With them, the call fails within STORAGE_IO_TIMEOUT and the
+    outage guard gives up at its own timeout, with one clear error."""
+    from sqlalchemy import create_engine, text
+
+    from optuna_spark.outage import OutageGuard, StorageOutage, database_probe
+    from optuna_spark.storage import IO_TIMEOUT_ENV, StorageTarget, storage_io_timeout
+
+    monkeypatch.setenv(IO_TIMEOUT_ENV, "8")
+    assert storage_io_timeout() == 8
+    proxy = FaultProxy(mariadb.port)
+    try:
+        target = StorageTarget(f"mysql+pymysql://{mariadb.user}@127.0.0.1:{proxy.port}/optuna", mariadb.password)
+        engine = create_engine(target.connect_url(), **target.engine_kwargs())
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+        proxy.blackhole(600)
+        guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), 5)
+
+        def query() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(text("SELECT 1")).scalar())
+
+        started = time.monotonic()
+        with pytest.raises(StorageOutage):
+            guard.call(query, "reading")
+        waited = time.monotonic() - started
+        assert waited < 2 * 8 + 20, waited
+        engine.dispose()
+    finally:
+        proxy.close()
