@@ -363,3 +363,20 @@ def test_a_helper_module_beside_the_script_reaches_the_executors(tmp_path: Path)
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN 4 4" in done.stdout
+
+
+def test_a_callbacks_exception_stops_the_call_and_is_raised(spark, tmp_path: Path) -> None:
+    import time
+
+    def objective(trial: optuna.Trial) -> float:
+        time.sleep(0.1)
+        return trial.suggest_float("x", 0, 1)
+
+    def broken(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        raise LookupError("callback broke")
+
+    study = _study(tmp_path)
+    with pytest.raises(LookupError, match="callback broke"):
+        optuna_spark.optimize(study, objective, n_trials=200, n_jobs=2, spark=spark, callbacks=[broken])
+    assert len(study.trials) < 60
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
