@@ -204,5 +204,5 @@ def test_bad_inputs_are_one_line(studies: Path, tmp_path: Path) -> None:
     # No storage at all: nothing is created, not even an empty SQLite file.
     empty = tmp_path / "empty"
     empty.mkdir()
-    one_line(cli(empty, "report", "--study", "one", "--output-dir", "-"), 1, "no study named 'one'")
+    one_line(cli(empty, "report", "--study", "one", "--output-dir", "-"), 1, "does not exist (no file")
     assert list(empty.iterdir()) == []
