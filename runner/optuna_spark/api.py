@@ -449,7 +449,7 @@ def _run_data(data: Any, spark: Any) -> Any:
         try:
             frame = collect_with_arrow(spark, data)
         except Exception as exc:  # noqa: BLE001 - Spark's error, in one line
-            raise OptimizeError(f"data: the Spark DataFrame cannot be collected: {engine_line(exc)}") from None
+            raise OptimizeError(f"data: the Spark DataFrame cannot be collected: {_error_line(exc)}") from None
         return RunData(payload=pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
     if isinstance(data, (str, os.PathLike)):
         frame = _read_path(os.fspath(data))
@@ -463,7 +463,8 @@ def _run_data(data: Any, spark: Any) -> Any:
     raise OptimizeError(f"data must be a pandas DataFrame, a Spark DataFrame or a path, got {type(data).__name__}")
 
 
-def engine_line(exc: BaseException) -> str:
+def _error_line(exc: BaseException) -> str:
+    """`Type: message`, its first line (an error of Spark or of pickling, in ours)."""
     text = f"{type(exc).__name__}: {exc}".strip()
     return text.splitlines()[0][:300]
 
@@ -566,7 +567,7 @@ def _check_shippable(inputs: Any) -> None:
             cloudpickle.dumps(value)
         except Exception as exc:  # noqa: BLE001 - any pickling error
             raise OptimizeError(f"{what} cannot be shipped to the Spark tasks (cloudpickle): "
-                                f"{engine_line(exc)}") from None
+                                f"{_error_line(exc)}") from None
 
 
 @contextmanager

@@ -32,18 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optuna_spark.config import Job
+from optuna_spark.outage import first_line
 from optuna_spark.task import TaskInputs, safe_task
 
 # Exit statuses of the command line (optuna_spark.cli) that a run's outcome maps to.
 RUN_OK, RUN_FAILED, RUN_USAGE, RUN_TASK_ERRORS = 0, 1, 2, 3
 
 EventSink = Callable[..., None]  # on_event(kind, **fields)
-
-
-def first_line(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc
-    text = str(getattr(cause, "orig", None) or cause).strip()
-    return text.splitlines()[0][:300] if text else type(cause).__name__
 
 
 class WrongDirection(ValueError):
