@@ -29,7 +29,7 @@ $(STAMP): $(LOCK) pyproject.toml
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml
 	rm -rf work/lockenv && $(PYTHON) -m venv work/lockenv
-	work/lockenv/bin/pip install --quiet setuptools wheel '.[xgboost,report,java,data,connect,notebook,dev]'
+	work/lockenv/bin/pip install --quiet setuptools wheel '.[xgboost,report,java,data,connect,notebook,mlflow,dev]'
 	{ head -2 $(LOCK); work/lockenv/bin/pip freeze --all --exclude optuna-spark --exclude pip; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 # With INVENTORY set, the runner runs on the cluster's driver (bin/on-driver: ssh as the

@@ -54,6 +54,9 @@ class OptimizeResult:
     task_errors: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     n_jobs: int = 0
+    # With mlflow_tracking_uri: the experiment, the parent run, how many trial runs were logged,
+    # which trials were not (their numbers) and the last error (optuna_spark.tracking).
+    mlflow: dict[str, Any] | None = None
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any], n_trials: int | None, n_jobs: int,
@@ -66,7 +69,7 @@ class OptimizeResult:
             best_value=best.get("value"), best_params=best.get("params"), best_trial_number=best.get("number"),
             best_trials=list(summary.get("pareto_front") or []), trials_per_host=dict(summary["hosts"]),
             wall_seconds=float(summary.get("wall_seconds") or 0.0), task_errors=list(summary["errors"]),
-            failures=list(summary["failures"]), n_jobs=n_jobs)
+            failures=list(summary["failures"]), n_jobs=n_jobs, mlflow=summary.get("mlflow"))
 
     def __str__(self) -> str:
         lines = [f"study {self.study_name!r}: {self.n_trials_run} trial(s) run by {self.n_jobs} task(s) "
@@ -80,6 +83,10 @@ class OptimizeResult:
             lines.append("trials per host: " + ", ".join(f"{h} {n}" for h, n in self.trials_per_host.items()))
         for error in self.task_errors:
             lines.append(f"task {error.get('index')} on {error.get('host')} failed: {error.get('error')}")
+        if self.mlflow:
+            from optuna_spark.tracking import format_tracking
+
+            lines.append(f"mlflow: {format_tracking(self.mlflow)}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -116,6 +123,8 @@ def optimize(
     gc_after_trial: bool = False,
     trial_timeout: float | None = None,
     show_progress_bar: bool = False,
+    mlflow_tracking_uri: str | None = None,
+    mlflow_experiment: str | None = None,
 ) -> OptimizeResult:
     """Optimize `study` with `objective`, its trials run by Spark tasks. Blocks until done.
 
@@ -152,6 +161,12 @@ def optimize(
       receives one full copy through Spark).
     - `trial_timeout`: seconds a trial's objective may run; a trial past it is failed and its
       process replaced (it does not count as an error of the run).
+    - `mlflow_tracking_uri`: log the call to MLflow, from this process: a parent run, and a nested
+      run per trial that finishes (params, value(s), state, host, duration, fail reason), in
+      experiment `mlflow_experiment` (default: the study's name). Needs `mlflow-skinny`
+      (`optuna-spark[mlflow]`); credentials come from MLflow's own variables
+      (MLFLOW_TRACKING_USERNAME/PASSWORD, MLFLOW_TRACKING_TOKEN), never in the URI. A server
+      that does not answer fails nothing: what was not logged is in `OptimizeResult.mlflow`.
 
     The study's sampler and pruner are used by every task (each task's copy of the sampler draws
     its own random state when tasks run side by side, as Optuna's `n_jobs` threads do).
@@ -172,7 +187,8 @@ def optimize(
         raise OptimizeError(f"spark must be a SparkSession (classic or Spark Connect), got {type(session).__name__}")
     # A task never creates an empty SQLite file where the study's is not visible (a cluster, a
     # Spark Connect server on another host): it refuses, whatever the master says.
-    job = _job(plan, n_trials, timeout, n_jobs, trial_timeout, sqlite_must_exist=True)
+    job = _job(plan, n_trials, timeout, n_jobs, trial_timeout, sqlite_must_exist=True,
+               mlflow=(mlflow_tracking_uri, mlflow_experiment))
     del master
     if _is_spark_frame(data):
         run_data = _run_data(data, session)
@@ -419,18 +435,20 @@ def _session(spark: Any) -> Any:
 
 
 def _job(plan: _Plan, n_trials: int | None, timeout: float | None, n_jobs: int, trial_timeout: float | None,
-         sqlite_must_exist: bool) -> Any:
+         sqlite_must_exist: bool, mlflow: tuple[str | None, str | None] = (None, None)) -> Any:
     from optuna_spark.config import ConfigError, Job, ObjectiveSpec, StudySettings
 
     settings = StudySettings(name=plan.name, storage=plan.storage_url, directions=plan.directions,
                              n_trials=None if n_trials is None else int(n_trials),
                              timeout=None if timeout is None else float(timeout), n_jobs=int(n_jobs),
                              trial_timeout=None if trial_timeout is None else float(trial_timeout),
-                             budget_scope="call", sqlite_must_exist=sqlite_must_exist)
+                             budget_scope="call", sqlite_must_exist=sqlite_must_exist,
+                             mlflow_tracking_uri=mlflow[0], mlflow_experiment=mlflow[1])
     try:
         settings.validate()
     except ConfigError as exc:
-        raise OptimizeError(str(exc).replace("--", "")) from None
+        message = str(exc).replace("--mlflow-tracking-uri", "mlflow_tracking_uri")
+        raise OptimizeError(message.replace("--mlflow-experiment", "mlflow_experiment").replace("--", "")) from None
     spec = ObjectiveSpec(name=_name(plan.objective), module="", function="", takes_data=plan.takes_data)
     return Job(study=settings, objective=spec)
 

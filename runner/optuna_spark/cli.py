@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="shared: tasks pull from one exact budget; static: the seed's fixed share")
     tune.add_argument("--seed", type=_number(int), help="TPE sampler seed (task i uses seed + i)")
     tune.add_argument("--pruner", choices=PRUNERS)
+    tune.add_argument("--mlflow-tracking-uri", metavar="URI", help="log every trial as a nested MLflow run")
+    tune.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the study's name)")
     tune.add_argument("--master", help="local[N], spark://HOST:7077, yarn, k8s://... (default local[*])")
     tune.add_argument("--runtime", choices=RUNTIME_MODES,
                       help="installed: python at the same path on every node; archive: ship --archive")

@@ -171,6 +171,10 @@ class StudySettings:
     budget_scope: str = "study"
     # The tasks refuse a SQLite file they do not see (the library on a cluster).
     sqlite_must_exist: bool = False
+    # MLflow: one parent run per run, one nested run per trial, logged by the driver
+    # (optuna_spark.tracking); the experiment's name defaults to the study's.
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str | None = None
 
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
@@ -216,6 +220,10 @@ class StudySettings:
             raise ConfigError(f"budget scope must be study or call, got {self.budget_scope!r}")
         if not self.outage_timeout > 0:
             raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
+        if self.mlflow_tracking_uri is not None or self.mlflow_experiment is not None:
+            from optuna_spark.tracking import check_settings
+
+            check_settings(self.mlflow_tracking_uri, self.mlflow_experiment)
 
 
 @dataclass(frozen=True)
@@ -349,6 +357,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_retry", "int", 2, low=0),
     Option("outage_timeout", "float", 120.0, above=0),
     Option("trial_timeout", "float", above=0),
+    Option("mlflow_tracking_uri", "str"),   # optuna_spark.tracking: every trial an MLflow run
+    Option("mlflow_experiment", "str"),     # default: the study's name
     Option("verbose", "bool", False, in_file=False),
     # tune --data (optuna_spark.dataset): the study's data set, its format and the label column. The
     # data set itself is command-line only (a config file's would reach every objective, also the
@@ -652,6 +662,7 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
         heartbeat_interval=values["heartbeat_interval"],
         grace_period=values["grace_period"], max_retry=values["max_retry"],
         outage_timeout=values["outage_timeout"], trial_timeout=values["trial_timeout"],
+        mlflow_tracking_uri=values["mlflow_tracking_uri"], mlflow_experiment=values["mlflow_experiment"],
     )
     study.validate()
     secret = (read_secret_file(spark.spark_secret_file, "Spark secret file")

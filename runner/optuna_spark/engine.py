@@ -303,6 +303,10 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     monitor = Monitor(storage, study_id, settings.n_trials if settings.budget_scope == "study" else None,
                       job.progress_interval, on_event, after_poll)
     monitor.start()
+    from optuna_spark import tracking
+
+    # --mlflow-tracking-uri: every trial an MLflow run, logged from here in a thread of its own.
+    tracker = tracking.start(settings, storage, study_id, job.progress_interval, warn=on_event)
     deadline = None if settings.timeout is None else time.time() + settings.timeout
     job_json = job.to_json()
     results: list[dict[str, Any]] = []
@@ -334,6 +338,8 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     try:
         trials = guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "reading the trials")
     except StorageOutage as exc:
+        if tracker is not None:
+            tracker.finish(None)
         return RunOutcome(RUN_FAILED, message=f"cannot read the study's trials for the summary: {exc}",
                           tasks=results)
     summary = summarize(settings.name, trials, settings.n_trials if settings.budget_scope == "study" else None,
@@ -343,6 +349,8 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     for r in results:
         if r.get("error"):
             summary["errors"].append({"index": r["index"], "host": r["host"], "error": r["error"]})
+    if tracker is not None:
+        summary["mlflow"] = tracker.finish(trials, summary)
     return RunOutcome(RUN_TASK_ERRORS if summary["errors"] else RUN_OK, summary=summary, tasks=results)
 
 

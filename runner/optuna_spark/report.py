@@ -232,6 +232,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"    #{f['number']}: {f['reason']}")
     if summary.get("hosts"):
         lines.append("  hosts      " + ", ".join(f"{h} {n}" for h, n in summary["hosts"].items()))
+    if summary.get("mlflow"):
+        from optuna_spark.tracking import format_tracking
+
+        lines.append(f"  mlflow     {format_tracking(summary['mlflow'])}")
     if summary.get("wall_seconds") is not None:
         lines.append(f"  wall time  {summary['wall_seconds']:.1f} s")
     for err in summary.get("errors", []):
