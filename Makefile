@@ -105,9 +105,9 @@ BENCH_THROUGHPUT_TRIALS ?= 1600
 # table with every contender is a smaller one.
 BENCH_PEERS_TRIALS ?= 160
 
-.PHONY: bench bench-venv bench-10k bench-efficiency bench-report bench-lab
+.PHONY: bench bench-venv bench-10k bench-efficiency bench-growth bench-report bench-lab
 
-bench-venv: $(BENCH_STAMP) ## bench/.venv: the peers (Hyperopt, MLflow) and py-spy, pinned in bench/requirements.txt
+bench-venv: $(BENCH_STAMP) ## bench/.venv: the peers (Hyperopt, MLflow, Ray Tune) and py-spy, pinned in bench/requirements.txt
 
 $(BENCH_STAMP): bench/requirements.txt
 	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
@@ -122,6 +122,7 @@ bench: venv bench-venv ## the local benchmarks, every contender side by side (~5
 	$(BENCH_RUN) throughput --trials $(BENCH_PEERS_TRIALS) --rounds 1 --name throughput-peers
 	$(BENCH_RUN) startup --rounds $(BENCH_ROUNDS)
 	$(BIN)/python bench/library_memory.py
+	$(BIN)/python bench/study_growth.py
 	$(BIN)/python bench/report.py
 
 bench-10k: venv ## Ray Tune's full shape, 10,000 x 1 s on 16 tasks (~35 min): bench/results/throughput-10k.json, BENCHMARKS.md
@@ -130,6 +131,10 @@ bench-10k: venv ## Ray Tune's full shape, 10,000 x 1 s on 16 tasks (~35 min): be
 
 bench-efficiency: venv ## the README's table only: runner (shared/static) vs Optuna's threads (bench/efficiency.py)
 	$(BIN)/python bench/efficiency.py
+
+bench-growth: venv ## the runner's own per-trial cost at 1,000 / 10,000 / 100,000 trials in the study (~10 min): bench/results/cost-study-growth.json
+	$(BIN)/python bench/study_growth.py
+	$(BIN)/python bench/report.py
 
 bench-report: venv ## BENCHMARKS.md and the plots from bench/results/*.json
 	$(BIN)/python bench/report.py
