@@ -126,3 +126,17 @@ def hyperopt_fn(kind: str) -> Any:
         return (x - 2) ** 2
 
     return fn
+
+
+def ray_fn(kind: str) -> Any:
+    """Ray Tune's function trainable for a kind: takes {'x': float}, reports {'loss': ...} once
+    (lognormal: seeded with x, as for Hyperopt)."""
+
+    def fn(config: dict[str, float]) -> None:
+        from ray import tune
+
+        x = float(config["x"])
+        _run(kind, -1, repr(x))
+        tune.report({"loss": (x - 2) ** 2})
+
+    return fn

@@ -21,15 +21,20 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ("runner-shared", "runner-static", "optuna-threads", "hyperopt-sparktrials", "mlflow-spark-optuna")
+ORDER = ("runner-shared", "runner-static", "optuna-threads", "hyperopt-sparktrials", "mlflow-spark-optuna",
+         "ray-tune-optuna")
 LABELS = {
     "runner-shared": "runner (shared budget)",
     "runner-static": "seed's way (runner --split static)",
     "optuna-threads": "Optuna threads (1 process)",
     "hyperopt-sparktrials": "Hyperopt SparkTrials",
     "mlflow-spark-optuna": "MLflow MlflowSparkStudy",
+    "ray-tune-optuna": "Ray Tune + OptunaSearch",
 }
 LOCAL_ORDER = ("efficiency", "throughput", "throughput-10k", "throughput-peers", "heavy-tail", "startup")
+# Results that carry their own table (title, command, started, table; machine_line optional):
+# bench/library_memory.py's, bench/study_growth.py's.
+TABLE_PREFIXES = ("library-", "cost-")
 
 
 def load_results(folder: Path) -> dict[str, dict[str, Any]]:
@@ -61,6 +66,17 @@ def overlap_note(data: dict[str, Any]) -> str:
     return text + " (this machine has " + str(data.get("machine", {}).get("nproc", "?")) + " cores)."
 
 
+def run_label(data: dict[str, Any], name: str) -> str:
+    """The contender's label, with the settings its runs reported (bench/peers.py's `config`);
+    Hyperopt's runs from before peers.py set max_queue_len ran with fmin's default of 1."""
+    label = LABELS.get(name, name)
+    runs = data.get("contenders", {}).get(name, {}).get("runs", [])
+    config = next((r["config"] for r in runs if r.get("config")), None)
+    if name == "hyperopt-sparktrials":
+        return label + f" (max_queue_len {config.get('max_queue_len', 1) if config else '1, fmin default'})"
+    return label
+
+
 def contender_rows(data: dict[str, Any]) -> list[str]:
     spec = data["spec"]
     base = spec["baseline"]
@@ -68,13 +84,13 @@ def contender_rows(data: dict[str, Any]) -> list[str]:
     base_wall = meds.get(base, {}).get("wall")
     base_in = meds.get(base, {}).get("in_study")
     lines = [
-        f"| contender | finished | wall s | efficiency | in-study s | efficiency in-study | trials/s | "
-        f"gap p50 / p99 ms | wall / {base} | in-study / {base} |",
+        f"| contender | finished | wall s (min-max over rounds) | efficiency | in-study s | efficiency in-study | "
+        f"trials/s | gap p50 / p99 ms | wall / {base} | in-study / {base} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = [n for n in ORDER if n in meds or n in data.get("skipped", {})]
     for n in names:
-        label = LABELS.get(n, n)
+        label = run_label(data, n)
         if n in data.get("skipped", {}):
             lines.append(f"| {label} | not run: {data['skipped'][n]} | | | | | | | | |")
             continue
@@ -86,10 +102,12 @@ def contender_rows(data: dict[str, Any]) -> list[str]:
             continue
         gap = (f"{fmt(m.get('gap_p50'), 0, 1000)} / {fmt(m.get('gap_p99'), 0, 1000)}"
                if m.get("gap_p50") is not None else "-")
+        walls = [r["wall"] for r in data["contenders"][n]["runs"] if r.get("wall") is not None and "error" not in r]
+        wall = fmt(m["wall"]) + (f" ({min(walls):.1f}-{max(walls):.1f})" if len(walls) > 1 else "")
         ratio = fmt(m["wall"] / base_wall, 2) if base_wall else "-"
         ratio_in = fmt(m["in_study"] / base_in, 2) if base_in and m.get("in_study") else "-"
         failed = f" ({m['rounds_failed']} round(s) failed)" if m.get("rounds_failed") else ""
-        lines.append(f"| {label} | {fmt(m.get('finished'), 0)}{failed} | {fmt(m['wall'])} | {fmt(m.get('efficiency'), 3)} | "
+        lines.append(f"| {label} | {fmt(m.get('finished'), 0)}{failed} | {wall} | {fmt(m.get('efficiency'), 3)} | "
                      f"{fmt(m.get('in_study'))} | {fmt(m.get('efficiency_in_study'), 3)} | {fmt(m.get('trials_per_s'), 2)} | "
                      f"{gap} | {ratio} | {ratio_in} |")
     return lines
@@ -302,7 +320,8 @@ def workload_section(key: str, data: dict[str, Any], images: dict[str, str]) -> 
         extra = f", log-normal median {spec.get('ln_median')} s, sigma {spec.get('ln_sigma')}"
     extra += f", {'random' if spec.get('sampler') == 'random' else 'TPE'} sampler for every contender"
     out.append(f"`{data['command']}`: {spec['trials']} trials, {spec['slots']} slots{extra}, Spark local mode, a fresh "
-               f"SQLite file per run (MLflow: its SQLite tracking store; Hyperopt: in memory), median of "
+               f"SQLite file per run (MLflow: its SQLite tracking store; Hyperopt: in memory; Ray Tune: in memory, "
+               f"results in the run's directory), median of "
                f"{data['rounds']} interleaved round(s), {data['started']}, {data['duration_s'] / 60:.0f} min. "
                f"Baseline: {LABELS.get(spec['baseline'], spec['baseline'])}.")
     out += ["", f"Load: {overlap_note(data)}", ""]
@@ -351,7 +370,7 @@ def build(results_dir: Path, out_path: Path) -> str:
     images: dict[str, str] = {}
     eff = plot_efficiency(results, results_dir)
     for key, data in results.items():
-        if data["workload"].startswith("library-"):
+        if data["workload"].startswith(TABLE_PREFIXES):
             continue
         if not data["workload"].startswith("lab-"):
             p = plot_over_time(key, data, results_dir)
@@ -366,7 +385,7 @@ def build(results_dir: Path, out_path: Path) -> str:
         lines += [f"![efficiency per contender]({os.path.relpath(eff, out_path.parent)})", ""]
     lines += ["## Local workloads (Spark local mode, this machine)", ""]
     local = [k for k in LOCAL_ORDER if k in results] + sorted(
-        k for k in results if k not in LOCAL_ORDER and not results[k]["workload"].startswith(("lab-", "library-")))
+        k for k in results if k not in LOCAL_ORDER and not results[k]["workload"].startswith(("lab-", *TABLE_PREFIXES)))
     if not local:
         lines += ["Not measured yet: `make bench`.", ""]
     for key in local:
@@ -374,9 +393,12 @@ def build(results_dir: Path, out_path: Path) -> str:
         if results[key]["workload"] == "startup":
             lines += ["Start-up and tail (medians):", ""] + startup_rows(results[key]) + [""]
     for key, data in sorted(results.items()):
-        if data["workload"].startswith("library-"):  # a table of its own (bench/library_memory.py)
+        if data["workload"].startswith(TABLE_PREFIXES):  # a table of its own (library_memory.py, study_growth.py)
             lines += [f"## {data.get('title', key)}", "", f"`{data.get('command', '')}`, {data.get('started', '')}",
-                      ""] + data.get("table", []) + [""] + notes(data["workload"])
+                      ""]
+            if data.get("machine_line"):
+                lines += [f"Machine: {data['machine_line']}.", ""]
+            lines += data.get("table", []) + [""] + notes(data["workload"])
     scaling = results_dir / "scaling.png"
     lines += lab_section(results, scaling, os.path.relpath(scaling, out_path.parent))
     lines += notes("contenders")

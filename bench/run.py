@@ -14,9 +14,10 @@ WORKLOAD (each on Spark local mode and a fresh SQLite file per run, on this mach
 Contenders: runner-shared (`optuna-spark tune`, the exact shared budget), runner-static (the
 seed's way: joblibspark tasks each running study.optimize(n_trials=share), which is the runner's
 `--split static`), optuna-threads (study.optimize(n_jobs=K) in one process), hyperopt-sparktrials
-and mlflow-spark-optuna (bench/.venv: `make bench-venv`). The runner is called only through its
-command line and its results read back from the storage with Optuna's API, so this works on any
-version of the runner with `tune --output json`.
+(max_queue_len at the parallelism), mlflow-spark-optuna and ray-tune-optuna (Ray Tune with
+OptunaSearch) (bench/.venv: `make bench-venv`; bench/peers.py says how each is configured). The
+runner is called only through its command line and its results read back from the storage with
+Optuna's API, so this works on any version of the runner with `tune --output json`.
 
 Every objective (bench/bench_objectives.py) appends its own start and end to a trace file, so
 each contender's trials are timed the same way: start-up = first trial's start - submit, tail =
@@ -52,7 +53,7 @@ TRACE_ENV = "OPTUNA_SPARK_BENCH_TRACE"
 
 RUNNER = ("runner-shared", "runner-static")
 PEERS_MAIN = ("optuna-threads",)  # run with the project's own venv (the runner's Optuna)
-PEERS_BENCH = ("hyperopt-sparktrials", "mlflow-spark-optuna")  # bench/.venv
+PEERS_BENCH = ("hyperopt-sparktrials", "mlflow-spark-optuna", "ray-tune-optuna")  # bench/.venv
 ALL = (*RUNNER, *PEERS_MAIN, *PEERS_BENCH)
 
 WORKLOADS: dict[str, dict[str, Any]] = {
@@ -294,7 +295,10 @@ def run_once(name: str, spec: dict[str, Any], work: Path, seed: int | None, extr
         result["phases"] = storage_phases(trials, traces)
     else:
         lines = [line for line in proc.stdout.splitlines() if line.startswith("@bench ")]
-        result["states"] = json.loads(lines[-1][len("@bench "):])["states"] if lines else {}
+        told = json.loads(lines[-1][len("@bench "):]) if lines else {}
+        result["states"] = told.get("states", {})
+        if told.get("config"):
+            result["config"] = told["config"]
     result["finished"] = sum(v for k, v in result["states"].items() if k in ("COMPLETE", "PRUNED", "FAIL"))
     if spec["kind"] == "lognormal" and traces:
         # This run's own durations, in the order its trials started: the best a dynamic and a
@@ -368,7 +372,8 @@ def machine() -> dict[str, Any]:
     bench_pkgs = None
     if BENCH_PYTHON.exists():
         code = ("import importlib.metadata as m, json\nout = {}\n"
-                "for n in ('hyperopt', 'mlflow', 'mlflow-skinny', 'optuna', 'pyspark', 'py-spy', 'pandas', 'pyarrow'):\n"
+                "for n in ('hyperopt', 'mlflow', 'mlflow-skinny', 'optuna', 'pyspark', 'py-spy', 'pandas', 'pyarrow',\n"
+                "          'ray'):\n"
                 "    try:\n        out[n] = m.version(n)\n    except m.PackageNotFoundError:\n        pass\n"
                 "print(json.dumps(out))")
         proc = subprocess.run([str(BENCH_PYTHON), "-c", code], capture_output=True, text=True)
