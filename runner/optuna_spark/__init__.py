@@ -13,6 +13,8 @@ The command line (`optuna-spark tune ...`, `python -m optuna_spark`) runs the sa
 
 from optuna_spark.api import OptimizeResult, optimize
 from optuna_spark.errors import OptimizeError, OptunaSparkError
+from optuna_spark.tracking import artifact_store
 
 __version__ = "0.1.0"
-__all__ = ["OptimizeError", "OptimizeResult", "OptunaSparkError", "__version__", "optimize"]
+__all__ = ["OptimizeError", "OptimizeResult", "OptunaSparkError", "__version__", "artifact_store",
+           "optimize"]

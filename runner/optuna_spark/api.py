@@ -125,6 +125,7 @@ def optimize(
     show_progress_bar: bool = False,
     mlflow_tracking_uri: str | None = None,
     mlflow_experiment: str | None = None,
+    artifact_dir: str | os.PathLike[str] | None = None,
 ) -> OptimizeResult:
     """Optimize `study` with `objective`, its trials run by Spark tasks. Blocks until done.
 
@@ -167,6 +168,10 @@ def optimize(
       (`optuna-spark[mlflow]`); credentials come from MLflow's own variables
       (MLFLOW_TRACKING_USERNAME/PASSWORD, MLFLOW_TRACKING_TOKEN), never in the URI. A server
       that does not answer fails nothing: what was not logged is in `OptimizeResult.mlflow`.
+    - `artifact_dir`: a folder every task can write (local: any folder), where the objective keeps
+      a trial's files with Optuna's artifacts API: `upload_artifact(artifact_store=
+      optuna_spark.artifact_store(trial), file_path=..., study_or_trial=trial)`; with MLflow, they
+      are also logged as the trial's run's artifacts.
 
     The study's sampler and pruner are used by every task (each task's copy of the sampler draws
     its own random state when tasks run side by side, as Optuna's `n_jobs` threads do).
@@ -188,7 +193,9 @@ def optimize(
     # A task never creates an empty SQLite file where the study's is not visible (a cluster, a
     # Spark Connect server on another host): it refuses, whatever the master says.
     job = _job(plan, n_trials, timeout, n_jobs, trial_timeout, sqlite_must_exist=True,
-               mlflow=(mlflow_tracking_uri, mlflow_experiment))
+               tracking={"mlflow_tracking_uri": mlflow_tracking_uri, "mlflow_experiment": mlflow_experiment,
+                         "artifact_dir": None if artifact_dir is None else
+                         str(Path(artifact_dir).expanduser().resolve())})
     del master
     if _is_spark_frame(data):
         run_data = _run_data(data, session)
@@ -435,15 +442,17 @@ def _session(spark: Any) -> Any:
 
 
 def _job(plan: _Plan, n_trials: int | None, timeout: float | None, n_jobs: int, trial_timeout: float | None,
-         sqlite_must_exist: bool, mlflow: tuple[str | None, str | None] = (None, None)) -> Any:
+         sqlite_must_exist: bool, tracking: dict[str, Any] | None = None) -> Any:
+    from dataclasses import replace
+
     from optuna_spark.config import ConfigError, Job, ObjectiveSpec, StudySettings
 
     settings = StudySettings(name=plan.name, storage=plan.storage_url, directions=plan.directions,
                              n_trials=None if n_trials is None else int(n_trials),
                              timeout=None if timeout is None else float(timeout), n_jobs=int(n_jobs),
                              trial_timeout=None if trial_timeout is None else float(trial_timeout),
-                             budget_scope="call", sqlite_must_exist=sqlite_must_exist,
-                             mlflow_tracking_uri=mlflow[0], mlflow_experiment=mlflow[1])
+                             budget_scope="call", sqlite_must_exist=sqlite_must_exist)
+    settings = replace(settings, **(tracking or {}))  # mlflow_tracking_uri, mlflow_experiment, artifact_dir
     try:
         settings.validate()
     except ConfigError as exc:

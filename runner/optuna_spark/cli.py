@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--pruner", choices=PRUNERS)
     tune.add_argument("--mlflow-tracking-uri", metavar="URI", help="log every trial as a nested MLflow run")
     tune.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the study's name)")
+    tune.add_argument("--artifact-dir", metavar="DIR", help="trials' files: optuna_spark.artifact_store(trial)")
     tune.add_argument("--master", help="local[N], spark://HOST:7077, yarn, k8s://... (default local[*])")
     tune.add_argument("--runtime", choices=RUNTIME_MODES,
                       help="installed: python at the same path on every node; archive: ship --archive")

@@ -175,6 +175,8 @@ class StudySettings:
     # (optuna_spark.tracking); the experiment's name defaults to the study's.
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str | None = None
+    # A folder every task writes trials' files to (Optuna's artifacts API: optuna_spark.artifact_store).
+    artifact_dir: str | None = None
 
     def validate(self) -> None:
         if not self.name or len(self.name) > 512:
@@ -224,6 +226,8 @@ class StudySettings:
             from optuna_spark.tracking import check_settings
 
             check_settings(self.mlflow_tracking_uri, self.mlflow_experiment)
+        if self.artifact_dir is not None and not os.path.isabs(self.artifact_dir):
+            raise ConfigError(f"--artifact-dir must be an absolute path, got {self.artifact_dir!r}")
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("trial_timeout", "float", above=0),
     Option("mlflow_tracking_uri", "str"),   # optuna_spark.tracking: every trial an MLflow run
     Option("mlflow_experiment", "str"),     # default: the study's name
+    Option("artifact_dir", "path"),         # trials' files: optuna_spark.artifact_store(trial)
     Option("verbose", "bool", False, in_file=False),
     # tune --data (optuna_spark.dataset): the study's data set, its format and the label column. The
     # data set itself is command-line only (a config file's would reach every objective, also the
@@ -663,6 +668,8 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
         grace_period=values["grace_period"], max_retry=values["max_retry"],
         outage_timeout=values["outage_timeout"], trial_timeout=values["trial_timeout"],
         mlflow_tracking_uri=values["mlflow_tracking_uri"], mlflow_experiment=values["mlflow_experiment"],
+        artifact_dir=None if values["artifact_dir"] is None else
+        str(Path(values["artifact_dir"]).expanduser().resolve()),
     )
     study.validate()
     secret = (read_secret_file(spark.spark_secret_file, "Spark secret file")

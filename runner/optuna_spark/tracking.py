@@ -21,6 +21,12 @@ the next poll and once more at the end (for at most FINAL_FLUSH_SECONDS); what w
 logged is in the run's summary (`summary["mlflow"]`, `OptimizeResult.mlflow`). A request the server
 refuses (HTTP 4xx: a name it rejects, no permission) is not retried.
 
+A trial's files (`--artifact-dir DIR`, `optimize(artifact_dir=...)`): a folder every task can write
+and the operator can read, where the objective keeps files through Optuna's artifacts API
+(`optuna.artifacts.upload_artifact(artifact_store=optuna_spark.artifact_store(trial), ...)`: the
+study's `FileSystemArtifactStore`); with MLflow, each trial's files are also logged as its run's
+artifacts (`optuna_artifacts/<file name>`).
+
 `mlflow` is imported in the tracking thread only: the rest of the runner does not need it.
 """
 
@@ -66,6 +72,8 @@ MAX_PARAM_VALUE = 6000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+ARTIFACT_DIR_ATTR = "optuna_spark:artifact_dir"  # a study system attribute: the study's artifact folder
+ARTIFACT_PATH = "optuna_artifacts"                # where a trial's files go in its MLflow run
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "optuna_spark.trial_number"
 RUN_TOKEN_TAG = "optuna_spark.run_token"  # the parent run's: found again after a lost answer
@@ -246,11 +254,71 @@ def trial_record(trial: Any, directions: list[str], metric_names: list[str] | No
         tags["host"] = str(user["host"])
     if state == "FAIL":
         tags["fail_reason"] = str(user.get("fail_reason") or "no message stored")
+    for meta in trial_artifacts(trial):
+        tags[f"artifact.{meta['filename']}"] = meta["artifact_id"]
     keys = unique_keys(list(tags))
     clean = {keys[k]: _clip(v, MAX_TAG_VALUE) for k, v in tags.items()}
     return TrialRecord(number=int(trial.number), trial_id=int(trial._trial_id), state=state,
                        status=RUN_STATUS.get(state, "FINISHED"), run_name=f"trial {trial.number}",
                        start_ms=start, end_ms=max(start, end), params=params, metrics=metrics, tags=clean)
+
+
+def trial_artifacts(trial: Any) -> list[dict[str, Any]]:
+    """The files a trial kept through Optuna's artifacts API (`upload_artifact`): each one's
+    `artifact_id`, `filename`, `mimetype`, `encoding`, as Optuna stores them (a system
+    attribute `artifacts:<id>`), in the order of their names."""
+    import json
+
+    found = []
+    for key, value in (trial.system_attrs or {}).items():
+        if not key.startswith("artifacts:"):
+            continue
+        try:
+            meta = json.loads(value) if isinstance(value, str) else dict(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("artifact_id") and meta.get("filename"):
+            found.append(meta)
+    return sorted(found, key=lambda m: (str(m["filename"]), str(m["artifact_id"])))
+
+
+def artifact_names(metas: list[dict[str, Any]]) -> dict[str, str]:
+    """Each artifact's file name in its MLflow run: its own, or `<id>-<name>` when two of the
+    trial's files share a name."""
+    counts: dict[str, int] = {}
+    for meta in metas:
+        name = os.path.basename(str(meta["filename"])) or "artifact"
+        counts[name] = counts.get(name, 0) + 1
+    out = {}
+    for meta in metas:
+        name = os.path.basename(str(meta["filename"])) or "artifact"
+        out[str(meta["artifact_id"])] = name if counts[name] == 1 else f"{meta['artifact_id']}-{name}"
+    return out
+
+
+def publish_artifact_dir(storage: Any, study_id: int, artifact_dir: str) -> None:
+    """Makes the folder and records it on the study, where `artifact_store(trial)` finds it in
+    the tasks."""
+    os.makedirs(artifact_dir, exist_ok=True)
+    storage.set_study_system_attr(study_id, ARTIFACT_DIR_ATTR, artifact_dir)
+
+
+def artifact_store(trial_or_study: Any) -> Any:
+    """The study's artifact store (`optuna.artifacts.FileSystemArtifactStore` on the folder given
+    as `--artifact-dir` / `optimize(artifact_dir=...)`), for Optuna's artifacts API in an
+    objective: `upload_artifact(artifact_store=optuna_spark.artifact_store(trial),
+    file_path="model.json", study_or_trial=trial)`. Raises OptunaSparkError when the study's runs
+    named no folder."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from optuna_spark.errors import OptunaSparkError
+
+    study = getattr(trial_or_study, "study", trial_or_study)
+    path = study._storage.get_study_system_attrs(study._study_id).get(ARTIFACT_DIR_ATTR)
+    if not path:
+        raise OptunaSparkError(f"study {study.study_name!r} has no artifact folder: run it with --artifact-dir DIR "
+                               "(optimize(..., artifact_dir=DIR))")
+    return FileSystemArtifactStore(path)
 
 
 def refused(exc: BaseException) -> bool:
@@ -317,6 +385,7 @@ class _TrialRun:
     run_id: str | None = None
     maybe_created: bool = False  # a create_run whose answer was lost: look before creating again
     batch_done: bool = False
+    artifacts_done: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -335,10 +404,12 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, directions: list[str], parent: ParentRun, *,
                  interval: float = 1.0, client_factory: Callable[[str], Any] | None = None,
-                 flush_seconds: float = FINAL_FLUSH_SECONDS, warn: Callable[..., None] | None = None) -> None:
+                 flush_seconds: float = FINAL_FLUSH_SECONDS, warn: Callable[..., None] | None = None,
+                 artifact_dir: str | None = None) -> None:
         self.uri, self.experiment, self.directions, self.parent = uri, experiment, directions, parent
         self.interval, self.flush_seconds = interval, flush_seconds
         self.client_factory = client_factory
+        self.artifact_dir = artifact_dir
         self.warn = warn
         self.warned = False  # once per outage: set by a failure, cleared by a success
         self.lock = threading.Lock()
@@ -561,7 +632,29 @@ class Tracker:
         if not run.batch_done:
             self._batch(run.run_id, params=record.params, tags=record.tags, metrics=record.metrics)
             run.batch_done = True
+        if self.artifact_dir:
+            self._log_artifacts(run, trial)
         self.client.set_terminated(run.run_id, status=record.status, end_time=record.end_ms)
+
+    def _log_artifacts(self, run: _TrialRun, trial: Any) -> None:
+        """The trial's files (Optuna's artifacts in the study's folder) as its run's artifacts,
+        each once. A file that is not there (deleted, another folder) is skipped."""
+        import shutil
+        import tempfile
+
+        metas = trial_artifacts(trial)
+        names = artifact_names(metas)
+        for meta in metas:
+            artifact_id = str(meta["artifact_id"])
+            source = os.path.join(str(self.artifact_dir), artifact_id)
+            if artifact_id in run.artifacts_done or os.path.basename(artifact_id) != artifact_id \
+                    or not os.path.isfile(source):
+                continue
+            with tempfile.TemporaryDirectory(prefix="optuna-spark-artifact-") as folder:
+                copy = os.path.join(folder, names[artifact_id])
+                shutil.copyfile(source, copy)
+                self.client.log_artifact(run.run_id, copy, artifact_path=ARTIFACT_PATH)
+            run.artifacts_done.add(artifact_id)
 
     def _find_run(self, filter_string: str) -> str | None:
         """The run a create_run made although its answer was lost, if it made one."""
@@ -618,11 +711,20 @@ def parent_run(settings: Any, study_id: int) -> ParentRun:
 
 def start(settings: Any, storage: Any, study_id: int, interval: float = 1.0,
           warn: Callable[..., None] | None = None) -> Tracker | None:
-    """A started Tracker for the run when its settings name a tracking URI, else None."""
+    """A started Tracker for the run when its settings name a tracking URI, else None; the
+    study's artifact folder (--artifact-dir) recorded on the study in either case."""
+    artifact_dir = getattr(settings, "artifact_dir", None)
+    if artifact_dir:
+        try:
+            publish_artifact_dir(storage, study_id, artifact_dir)
+        except Exception as exc:  # noqa: BLE001 - the objective's artifact_store() says it then
+            if warn is not None:
+                warn("warning", message=f"artifact folder {artifact_dir}: {first_line(exc)}")
     uri = getattr(settings, "mlflow_tracking_uri", None)
     if not uri:
         return None
     tracker = Tracker(uri, getattr(settings, "mlflow_experiment", None) or settings.name,
-                      list(settings.directions), parent_run(settings, study_id), interval=interval, warn=warn)
+                      list(settings.directions), parent_run(settings, study_id), interval=interval, warn=warn,
+                      artifact_dir=artifact_dir)
     tracker.start(storage, study_id)
     return tracker

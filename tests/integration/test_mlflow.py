@@ -43,14 +43,26 @@ def objective(trial):
     trial.report(x * x + 1, 0)
     if trial.number % 3 == 2:
         raise optuna.TrialPruned()
+    if KEEP:  # a complete trial keeps a file, through Optuna's artifacts API
+        import os
+        import tempfile
+
+        import optuna_spark
+        from optuna.artifacts import upload_artifact
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.txt")
+            with open(path, "w") as out:
+                out.write(f"trial {trial.number}: x={x!r}\\n")
+            upload_artifact(artifact_store=optuna_spark.artifact_store(trial), file_path=path, study_or_trial=trial)
     return x * x
 '''
 
 
-def _objective(sleep: float = 0.0) -> Any:
+def _objective(sleep: float = 0.0, keep: bool = False) -> Any:
     """The objective as a closure (shipped to the executors by value)."""
     scope: dict[str, Any] = {}
-    exec(OBJECTIVE.replace("SLEEP", repr(sleep)), scope)  # noqa: S102 - the test's own source
+    exec(OBJECTIVE.replace("SLEEP", repr(sleep)).replace("KEEP", repr(keep)), scope)  # noqa: S102 - our source
     return scope["objective"]
 
 
@@ -210,10 +222,11 @@ def _check_runs_equal_trials(runs: dict[int, Any], trials: list[optuna.trial.Fro
     assert {t.state.name for t in trials} == {"COMPLETE", "PRUNED", "FAIL"}
 
 
-def test_optimize_logs_one_nested_run_per_trial(mlflow_server: str, spark, tmp_path: Path) -> None:
+def test_optimize_logs_one_nested_run_per_trial_with_its_files(mlflow_server: str, spark, tmp_path: Path) -> None:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="lib-mlflow")
-    result = optuna_spark.optimize(study, _objective(), n_trials=9, n_jobs=2, spark=spark, catch=(ValueError,),
-                                   mlflow_tracking_uri=mlflow_server)
+    result = optuna_spark.optimize(study, _objective(keep=True), n_trials=9, n_jobs=2, spark=spark,
+                                   catch=(ValueError,), mlflow_tracking_uri=mlflow_server,
+                                   artifact_dir=tmp_path / "artifacts")
     assert result.mlflow is not None
     assert (result.mlflow["logged"], result.mlflow["n_not_logged"], result.mlflow["error"]) == (9, 0, None)
     assert result.mlflow["experiment"] == "lib-mlflow" and "mlflow: 9 trial run(s) logged" in str(result)
@@ -224,10 +237,32 @@ def test_optimize_logs_one_nested_run_per_trial(mlflow_server: str, spark, tmp_p
     assert parent.data.metrics["best_value"] == study.best_value
     assert _client(mlflow_server).get_experiment(parent.info.experiment_id).name == "lib-mlflow"
 
+    # The complete trials' files: in the study's artifact folder (Optuna's artifacts API) and in
+    # their MLflow runs.
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+
+    runs = _trial_runs(mlflow_server, result.mlflow["parent_run_id"])
+    for trial in study.trials:
+        metas = get_all_artifact_meta(trial, storage=study._storage)
+        if trial.state.name != "COMPLETE":
+            assert not metas and "artifact.model.txt" not in runs[trial.number].data.tags
+            continue
+        expected = f"trial {trial.number}: x={trial.params['x']!r}\n"
+        (meta,) = metas
+        kept = tmp_path / f"kept-{trial.number}.txt"
+        download_artifact(artifact_store=FileSystemArtifactStore(tmp_path / "artifacts"),
+                          artifact_id=meta.artifact_id, file_path=str(kept))
+        assert kept.read_text() == expected
+        run = runs[trial.number]
+        assert run.data.tags["artifact.model.txt"] == meta.artifact_id
+        fetched = _client(mlflow_server).download_artifacts(run.info.run_id, "optuna_artifacts/model.txt",
+                                                            str(tmp_path))
+        assert Path(fetched).read_text() == expected
+
 
 def test_tune_logs_one_nested_run_per_trial_and_says_what_a_closed_port_did_not_take(
         mlflow_server: str, run_cli, tmp_path: Path) -> None:
-    (tmp_path / "mixed.py").write_text(OBJECTIVE.replace("SLEEP", "0.0"))
+    (tmp_path / "mixed.py").write_text(OBJECTIVE.replace("SLEEP", "0.0").replace("KEEP", "False"))
     common = ("tune", "--objective", "mixed.py:objective", "--n-trials", "9", "--n-jobs", "2", "--master", "local[2]")
     proc = run_cli(*common, "--study", "cli-mlflow", "--mlflow-tracking-uri", mlflow_server,
                    "--mlflow-experiment", "cli-experiment", "--output", "json")

@@ -326,3 +326,34 @@ def test_without_mlflow_nothing_is_logged_and_the_summary_says_why() -> None:
     trials[0].state = TrialState.FAIL
     report = tracker.finish(trials, None)
     assert report["n_not_logged"] == 1 and "No module named 'mlflow'" in report["error"]
+
+
+def test_a_trials_files_found_in_optuna_s_attributes_and_named_in_its_run() -> None:
+    from optuna_spark.tracking import artifact_names, trial_artifacts
+
+    trial = _trial(6, TrialState.COMPLETE, value=1.0, system_attrs={
+        "artifacts:b": '{"artifact_id": "b", "filename": "model.json", "mimetype": "application/json", '
+                       '"encoding": null}',
+        "artifacts:a": '{"artifact_id": "a", "filename": "plot.png", "mimetype": "image/png", "encoding": null}',
+        "artifacts:c": '{"artifact_id": "c", "filename": "sub/model.json", "mimetype": null, "encoding": null}',
+        "artifacts:bad": "not json", "other": "x"})
+    assert [m["artifact_id"] for m in trial_artifacts(trial)] == ["b", "a", "c"]
+    assert artifact_names(trial_artifacts(trial)) == {"b": "b-model.json", "a": "plot.png", "c": "c-model.json"}
+    tags = trial_record(trial, ["minimize"]).tags
+    assert tags["artifact.plot.png"] == "a" and tags["artifact.model.json"] == "b"
+    assert tags["artifact.sub/model.json"] == "c"
+
+
+def test_the_studys_artifact_folder_for_the_objective(tmp_path) -> None:
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from optuna_spark import OptunaSparkError, artifact_store
+    from optuna_spark.tracking import publish_artifact_dir
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="files")
+    with pytest.raises(OptunaSparkError, match="--artifact-dir"):
+        artifact_store(study)
+    publish_artifact_dir(study._storage, study._study_id, str(tmp_path / "kept"))
+    store = artifact_store(study.ask())
+    assert isinstance(store, FileSystemArtifactStore) and (tmp_path / "kept").is_dir()
+    assert store._base_path == tmp_path / "kept"
