@@ -94,8 +94,8 @@ def redact_uri(uri: str) -> str:
 
 def check_tracking_uri(uri: str, where: str = "--mlflow-tracking-uri") -> str:
     """An MLflow tracking URI: `http(s)://host[:port][/path]`, `databricks[://profile]`, a
-    database URL MLflow's own store takes (`sqlite:///mlflow.db`, `mysql://...`), `file:///dir`
-    or an absolute path. No credentials in it: it would be in a command line, a job file and the
+    database URL MLflow's own store takes (`sqlite:///mlflow.db`, `mysql://...`) or `file:///dir`
+    (a bare path is refused: a typo would become a folder of runs). No credentials in it: it would be in a command line, a job file and the
     tasks' settings. MLflow reads them from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD
     or MLFLOW_TRACKING_TOKEN in the environment."""
     from urllib.parse import urlsplit
@@ -106,9 +106,9 @@ def check_tracking_uri(uri: str, where: str = "--mlflow-tracking-uri") -> str:
         raise TrackingSettingsError(f"{where} must not contain spaces or control characters")
     if re.match(r"^[\w.\-]+:\d+(/|$)", uri):
         raise TrackingSettingsError(f"{where} needs its scheme: http://{uri}")
-    if not _SCHEME.match(uri) and not uri.startswith("/") and uri != "databricks":
+    if not _SCHEME.match(uri) and uri != "databricks":
         raise TrackingSettingsError(f"{where} must be a URI with a scheme (http://host:5000, databricks, "
-                                    f"sqlite:///mlflow.db, file:///dir) or an absolute path, got {redact_uri(uri)!r}")
+                                    f"sqlite:///mlflow.db, file:///dir), got {redact_uri(uri)!r}")
     try:
         parts = urlsplit(uri)
         password, user = parts.password, parts.username
