@@ -11,10 +11,10 @@ The command line (`optuna-spark tune ...`, `python -m optuna_spark`) runs the sa
 `spark-submit`. Everything not in `__all__` is private.
 """
 
-from optuna_spark.api import OptimizeResult, optimize
+from optuna_spark.api import OptimizeResult, optimize, rdb_storage
 from optuna_spark.errors import OptimizeError, OptunaSparkError
 from optuna_spark.tracking import artifact_store
 
 __version__ = "0.1.0"
 __all__ = ["OptimizeError", "OptimizeResult", "OptunaSparkError", "__version__", "artifact_store",
-           "optimize"]
+           "optimize", "rdb_storage"]

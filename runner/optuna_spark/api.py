@@ -313,6 +313,7 @@ class _Plan:
     takes_data: str
     callbacks: tuple[Callable[[Any, Any], None], ...]
     catch: tuple[type[BaseException], ...]
+    heartbeat: tuple[int, int] | None = None  # the study's RDBStorage(heartbeat_interval, grace_period)
 
 
 def _plan(study: Any, objective: Any, n_trials: Any, timeout: Any, *, n_jobs: Any, catch: Any, callbacks: Any,
@@ -356,7 +357,21 @@ def _plan(study: Any, objective: Any, n_trials: Any, timeout: Any, *, n_jobs: An
     url, password = _storage_of(study)
     return _Plan(name=study.study_name, storage_url=url, password=password,
                  directions=tuple(d.name.lower() for d in study.directions), objective=objective,
-                 takes_data=takes_data, callbacks=chosen, catch=caught)
+                 takes_data=takes_data, callbacks=chosen, catch=caught, heartbeat=_heartbeat_of(study))
+
+
+def _heartbeat_of(study: Any) -> tuple[int, int] | None:
+    """(interval, grace period) when the study's RDBStorage was made with a heartbeat, as Optuna
+    means it (`RDBStorage(url, heartbeat_interval=60, grace_period=120)`; no grace period: twice
+    the interval, as Optuna's default): the tasks' heartbeats and the stale-trial sweep use them.
+    None: the runner's defaults."""
+    storage = study._storage
+    rdb = storage._backend if type(storage).__name__ == "_CachedStorage" else storage
+    interval = getattr(rdb, "heartbeat_interval", None)
+    if not interval:
+        return None
+    grace = getattr(rdb, "grace_period", None) or 2 * int(interval)
+    return int(interval), int(grace)
 
 
 def _check_count(name: str, value: Any) -> None:
@@ -382,6 +397,53 @@ def _name(fn: Any) -> str:
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__)
 
 
+_TARGET_ATTR = "_optuna_spark_target"
+
+
+def rdb_storage(url: str | None = None, *, password_file: str | os.PathLike[str] | None = None) -> Any:
+    """An `optuna.storages.RDBStorage` on the storage the runner is set up for, for
+    `optuna.create_study(storage=...)` / `optuna.load_study(storage=...)` in a script or notebook.
+
+    - `url`: an SQLAlchemy URL without its password. Default: $OPTUNA_SPARK_STORAGE (set by
+      `optuna-spark submit`), else the `storage` of the runner's config file ($OPTUNA_SPARK_CONFIG
+      or /etc/optuna-spark/runner.toml, as the command line reads it), else the command line's
+      default, `sqlite:///work/optuna.db` under the current directory.
+    - `password_file`: a file (mode 0600 or 0640) holding the password. Default:
+      $OPTUNA_SPARK_PASSWORD_FILE (set by `submit`), else the config file's `password_file`, else
+      the password in $OPTUNA_SPARK_STORAGE_PASSWORD. The password is never part of a command line.
+
+    The connections are the runner's own (UTC sessions, read and write timeouts, TLS files from
+    the URL's query); Optuna's tables are created if the database has none. Raises `OptimizeError`
+    for a refused URL, an unreadable password file or a storage that cannot be reached."""
+    from optuna_spark.config import ConfigError, build_settings
+    from optuna_spark.storage import (
+        StorageError,
+        StorageTarget,
+        check_connection,
+        open_rdb_storage,
+        resolve_password,
+        validate_url,
+    )
+
+    try:
+        environ = dict(os.environ)
+        given_file = password_file if password_file is not None else environ.get("OPTUNA_SPARK_PASSWORD_FILE")
+        cli: dict[str, Any] = {"storage": url or environ.get("OPTUNA_SPARK_STORAGE"),
+                               "password_file": None if given_file is None else str(given_file)}
+        if url is not None:  # the caller's storage: its password from the file given, or the environment
+            target: Any = StorageTarget(validate_url(url), resolve_password(cli["password_file"], environ))
+        else:
+            target = build_settings("status", cli, environ).storage
+        check_connection(target)
+        storage = open_rdb_storage(target)
+    except ConfigError as exc:
+        raise OptimizeError(str(exc)) from None
+    except StorageError as exc:
+        raise OptimizeError(f"the storage cannot be reached: {exc}") from None
+    setattr(storage, _TARGET_ATTR, target)
+    return storage
+
+
 def _storage_of(study: Any) -> tuple[str, str | None]:
     """The study's RDB URL without its password, and the password. Refused: storages the
     executors cannot share."""
@@ -397,6 +459,13 @@ def _storage_of(study: Any) -> tuple[str, str | None]:
             f"study {study.study_name!r} is on a {type(rdb).__name__}, which the Spark tasks cannot share: "
             "create it on an RDB storage they reach, e.g. optuna.create_study(storage='sqlite:///study.db') on a "
             "local session, or a mysql:// or postgresql:// URL on a cluster")
+    own = getattr(rdb, _TARGET_ATTR, None)
+    if own is not None:  # made by rdb_storage(): its URL and password as the runner's settings give them
+        try:
+            check_connection(own)
+        except StorageError as exc:
+            raise OptimizeError(f"the study's storage cannot be reached: {exc}") from None
+        return own.url, own.password
     url = make_url(rdb.url)
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise OptimizeError("an in-memory SQLite storage cannot be shared with the Spark tasks: use a file "
@@ -436,6 +505,10 @@ def _session(spark: Any) -> Any:
     # A local session of our own: its Python workers run this interpreter (the one that has
     # optuna_spark), not whatever `python3` is first on the PATH (PySpark reads the variable
     # when the SparkContext starts).
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Started by spark-submit (`optuna-spark submit`, a cluster's own launcher): its master,
+        # Python and settings are in the conf already; a master given here would override them.
+        return SparkSession.builder.getOrCreate()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return SparkSession.builder.master(os.environ.get("OPTUNA_SPARK_MASTER", "local[*]")) \
         .appName("optuna-spark").getOrCreate()
@@ -451,7 +524,9 @@ def _job(plan: _Plan, n_trials: int | None, timeout: float | None, n_jobs: int, 
                              n_trials=None if n_trials is None else int(n_trials),
                              timeout=None if timeout is None else float(timeout), n_jobs=int(n_jobs),
                              trial_timeout=None if trial_timeout is None else float(trial_timeout),
-                             budget_scope="call", sqlite_must_exist=sqlite_must_exist)
+                             budget_scope="call", sqlite_must_exist=sqlite_must_exist,
+                             **({} if plan.heartbeat is None else
+                                {"heartbeat_interval": plan.heartbeat[0], "grace_period": plan.heartbeat[1]}))
     settings = replace(settings, **(tracking or {}))  # mlflow_tracking_uri, mlflow_experiment, artifact_dir
     try:
         settings.validate()

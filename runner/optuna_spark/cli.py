@@ -71,14 +71,44 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _storage_args(p: argparse.ArgumentParser) -> None:
+def _storage_args(p: argparse.ArgumentParser, output: bool = True) -> None:
     p.add_argument("--config",
                    help=f"runner TOML file (default: $OPTUNA_SPARK_CONFIG or {DEFAULT_CONFIG_PATH} if present)")
     p.add_argument("--storage", help="SQLAlchemy URL without password (default: sqlite under --work-dir)")
     p.add_argument("--password-file", help="file (mode 0600) holding the storage password; "
                                            "or set OPTUNA_SPARK_STORAGE_PASSWORD")
     p.add_argument("--work-dir", help="local state: default storage, logs, job files (default: ./work)")
-    p.add_argument("--output", choices=("text", "json"))
+    if output:
+        p.add_argument("--output", choices=("text", "json"))
+
+
+def _spark_args(p: argparse.ArgumentParser) -> None:
+    """The Spark settings of the commands that start an application (tune, submit)."""
+    p.add_argument("--master", help="local[N], spark://HOST:7077, yarn, k8s://... (default local[*])")
+    p.add_argument("--runtime", choices=RUNTIME_MODES,
+                      help="installed: python at the same path on every node; archive: ship --archive")
+    p.add_argument("--python", help="executors' python (runtime installed; default: this one)")
+    p.add_argument("--driver-python", help="driver's python (default: --python, or this one)")
+    p.add_argument("--archive", help="packed runtime (optuna-env.tar.gz) for --runtime archive")
+    p.add_argument("--spark-submit", help="spark-submit to call (default: $SPARK_HOME/bin or PATH)")
+    p.add_argument("--spark-home", help="Spark's home, exported as SPARK_HOME (its bin/spark-submit is used)")
+    p.add_argument("--spark-conf-dir", help="Spark's conf directory, exported as SPARK_CONF_DIR")
+    p.add_argument("--spark-secret-file",
+                      help="file (mode 0600/0640) holding the cluster's Spark RPC secret (spark.authenticate)")
+    p.add_argument("--executor-cores", type=_number(int))
+    p.add_argument("--executor-memory")
+    p.add_argument("--driver-memory")
+    p.add_argument("--task-cpus", type=_number(int))
+    p.add_argument("--gpu", action="store_true", default=None,
+                      help="one GPU per executor and per task; XGBoost runs on cuda:<task's GPU>")
+    p.add_argument("--gpu-discovery-script")
+    p.add_argument("--max-task-failures", type=_number(int))
+    p.add_argument("--driver-java-options", metavar="OPTS",
+                      help=f"JVM options of the driver (default {FAST_START_JAVA_OPTIONS!r}: faster start-up; "
+                           "'' for none; write --driver-java-options=-X...)")
+    p.add_argument("--conf", action="append", metavar="KEY=VALUE",
+                      help="extra Spark setting, repeatable")
+    p.add_argument("--verbose", action="store_true", default=None, help="copy Spark's log to stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,30 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--mlflow-tracking-uri", metavar="URI", help="log every trial as a nested MLflow run")
     tune.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the study's name)")
     tune.add_argument("--artifact-dir", metavar="DIR", help="trials' files: optuna_spark.artifact_store(trial)")
-    tune.add_argument("--master", help="local[N], spark://HOST:7077, yarn, k8s://... (default local[*])")
-    tune.add_argument("--runtime", choices=RUNTIME_MODES,
-                      help="installed: python at the same path on every node; archive: ship --archive")
-    tune.add_argument("--python", help="executors' python (runtime installed; default: this one)")
-    tune.add_argument("--driver-python", help="driver's python (default: --python, or this one)")
-    tune.add_argument("--archive", help="packed runtime (optuna-env.tar.gz) for --runtime archive")
-    tune.add_argument("--spark-submit", help="spark-submit to call (default: $SPARK_HOME/bin or PATH)")
-    tune.add_argument("--spark-home", help="Spark's home, exported as SPARK_HOME (its bin/spark-submit is used)")
-    tune.add_argument("--spark-conf-dir", help="Spark's conf directory, exported as SPARK_CONF_DIR")
-    tune.add_argument("--spark-secret-file",
-                      help="file (mode 0600/0640) holding the cluster's Spark RPC secret (spark.authenticate)")
-    tune.add_argument("--executor-cores", type=_number(int))
-    tune.add_argument("--executor-memory")
-    tune.add_argument("--driver-memory")
-    tune.add_argument("--task-cpus", type=_number(int))
-    tune.add_argument("--gpu", action="store_true", default=None,
-                      help="one GPU per executor and per task; XGBoost runs on cuda:<task's GPU>")
-    tune.add_argument("--gpu-discovery-script")
-    tune.add_argument("--max-task-failures", type=_number(int))
-    tune.add_argument("--driver-java-options", metavar="OPTS",
-                      help=f"JVM options of the driver (default {FAST_START_JAVA_OPTIONS!r}: faster start-up; "
-                           "'' for none; write --driver-java-options=-X...)")
-    tune.add_argument("--conf", action="append", metavar="KEY=VALUE",
-                      help="extra Spark setting, repeatable")
+    _spark_args(tune)
     tune.add_argument("--heartbeat-interval", type=_number(int),
                       help="seconds between a trial's heartbeats (default 10)")
     tune.add_argument("--grace-period", type=_number(int),
@@ -139,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fail a trial that runs longer than SECONDS and replace its process")
     tune.add_argument("--outage-timeout", type=_number(float),
                       help="seconds a task waits for an unreachable storage before it gives up (default 120)")
-    tune.add_argument("--verbose", action="store_true", default=None, help="copy Spark's log to stderr")
     tune.add_argument("--data", metavar="PATH",
                       help="the study's data set, given to objective(trial, data) as a pandas DataFrame: a "
                            "Parquet or CSV file of this machine, or a URL Spark reads (hdfs://, s3a://, file://)")
@@ -175,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "Example: optuna-spark optuna -- trials --study-name optuna-spark -f json")
     _storage_args(optuna_cmd)
     optuna_cmd.add_argument("optuna_args", nargs=argparse.REMAINDER)
+    submit_cmd = sub.add_parser(
+        "submit", help="run your own Python script (optuna_spark.optimize) on the configured Spark",
+        description="spark-submit SCRIPT with the runner's Spark settings (master, Python runtime, the "
+                    "cluster's RPC secret through a private conf directory) and its storage: the script "
+                    "reads it with optuna_spark.rdb_storage() ($OPTUNA_SPARK_STORAGE, the password in a "
+                    "private file, never on a command line). Arguments after SCRIPT go to the script. "
+                    "Example: optuna-spark submit train.py -- --study demo")
+    _spark_args(submit_cmd)
+    _storage_args(submit_cmd, output=False)
+    submit_cmd.add_argument("script", metavar="SCRIPT", help="the Python script (.py) to run as the Spark application")
+    submit_cmd.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                            help="the script's own arguments")
     return parser
 
 
@@ -233,25 +251,13 @@ def cmd_tune(settings: RunSettings) -> int:
     from optuna_spark.submit import (
         build_submit_command,
         effective_conf_dir,
-        find_spark_submit,
         read_spark_defaults,
         run_streaming,
-        spark_conf_dirs,
     )
 
     spark, study, objective, target = settings.spark, settings.study, settings.objective, settings.storage
     assert spark is not None and study is not None and objective is not None
-    submit = find_spark_submit(spark.spark_submit, spark_home=spark.spark_home)
-    if submit is None:
-        wanted = spark.spark_submit or (str(Path(spark.spark_home) / "bin" / "spark-submit")
-                                        if spark.spark_home else "spark-submit")
-        raise Failure(f"spark-submit not found ({wanted}): install pyspark or set spark_home")
-    try:
-        java = java_choice.find(os.environ, java_choice.spark_version(submit, spark.spark_home, os.environ))
-    except java_choice.JavaError as exc:
-        raise Failure(str(exc)) from None
-    spark = replace(spark, spark_submit=submit)
-    conf_dirs = spark_conf_dirs(submit, spark_home=spark.spark_home, spark_conf_dir=spark.spark_conf_dir)
+    spark, java, conf_dirs = _spark_submit_setup(spark)
 
     make_sqlite_private(target.url)
     try:
@@ -673,6 +679,70 @@ def cmd_optuna(settings: RunSettings) -> int:
     return EXIT_FAILED  # not reached
 
 
+# What `submit` gives the user's script: the storage's URL (no password) and the private file that
+# holds its password (optuna_spark.rdb_storage reads both).
+STORAGE_ENV, STORAGE_PASSWORD_FILE_ENV = "OPTUNA_SPARK_STORAGE", "OPTUNA_SPARK_PASSWORD_FILE"
+
+
+def cmd_submit(settings: RunSettings) -> int:
+    """The user's script as the Spark application, on the runner's Spark and storage: the same
+    spark-submit, Java, private conf directory (the cluster's RPC secret) and runtime as `tune`.
+    Its output is the user's (this process's stdout and stderr); its exit status is ours."""
+    from optuna_spark.private import PrivateFiles, remove_stale_private_dirs
+    from optuna_spark.submit import build_submit_command, effective_conf_dir, read_spark_defaults, run_attached
+
+    spark, target = settings.spark, settings.storage
+    assert spark is not None and settings.script is not None
+    spark, java, conf_dirs = _spark_submit_setup(spark)
+    if not settings.verbose and not any(key == "spark.log.level" for key, _ in spark.confs):
+        # Spark's INFO log would bury the script's output: warnings and errors only, unless asked.
+        spark = replace(spark, confs=(("spark.log.level", "WARN"), *spark.confs))
+    remove_stale_private_dirs(settings.work_dir / "runs")
+    run_dir = settings.work_dir / "runs" / run_dir_name(Path(settings.script).stem, time.strftime("%Y%m%d-%H%M%S"),
+                                                        os.getpid())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with PrivateFiles(run_dir) as private:
+        conf_dir = spark.spark_conf_dir
+        if settings.spark_secret is not None:
+            conf_dir = str(private.spark_conf_dir(effective_conf_dir(conf_dirs), settings.spark_secret))
+        env = {STORAGE_ENV: target.url}
+        if settings.password_file:
+            env[STORAGE_PASSWORD_FILE_ENV] = str(Path(settings.password_file).resolve())
+        elif target.password is not None:
+            env[STORAGE_PASSWORD_FILE_ENV] = str(private.write("storage-password", target.password + "\n"))
+        from optuna_spark import java as java_choice
+
+        command = build_submit_command(spark, list(settings.script_args), default_python=sys.executable,
+                                       app=settings.script, spark_defaults=read_spark_defaults(conf_dirs),
+                                       conf_dir=conf_dir,
+                                       java_home=java_choice.spark_java_home(java, run_dir / "java-home"))
+        command = replace(command, env={**command.env, **env})
+        sys.stderr.write(f"optuna-spark: {settings.script} on {spark.master}, storage {target.url}\n")
+        code = run_attached(command)
+    if code in SIGNAL_EXITS or code < 0:
+        raise Terminated(-code if code < 0 else code - 128)
+    return code
+
+
+def _spark_submit_setup(spark: SparkSettings) -> tuple[SparkSettings, Any, list[Path]]:
+    """spark-submit found (or a Failure that says where it was looked for), the Java it will
+    run on, and Spark's conf directories."""
+    from optuna_spark import java as java_choice
+    from optuna_spark.submit import find_spark_submit, spark_conf_dirs
+
+    submit = find_spark_submit(spark.spark_submit, spark_home=spark.spark_home)
+    if submit is None:
+        wanted = spark.spark_submit or (str(Path(spark.spark_home) / "bin" / "spark-submit")
+                                        if spark.spark_home else "spark-submit")
+        raise Failure(f"spark-submit not found ({wanted}): install pyspark or set spark_home")
+    try:
+        java = java_choice.find(os.environ, java_choice.spark_version(submit, spark.spark_home, os.environ))
+    except java_choice.JavaError as exc:
+        raise Failure(str(exc)) from None
+    spark = replace(spark, spark_submit=submit)
+    return spark, java, spark_conf_dirs(submit, spark_home=spark.spark_home, spark_conf_dir=spark.spark_conf_dir)
+
+
 class Terminated(BaseException):
     """SIGTERM or SIGHUP: the run ends like on Ctrl-C, through every `finally` (private files
     are removed, spark-submit is stopped)."""
@@ -701,9 +771,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _terminate)
     args = build_parser().parse_args(argv)
     handlers = {"tune": cmd_tune, "status": cmd_status, "best": cmd_best, "report": cmd_report,
-                "optuna": cmd_optuna}
+                "optuna": cmd_optuna, "submit": cmd_submit}
     try:
-        if args.command == "tune":
+        if args.command in ("tune", "submit"):
             # Everything the run creates (the SQLite file, job files, logs, Spark's scratch
             # files) is for this user only; spark-submit and its children inherit the mask.
             os.umask(0o077)

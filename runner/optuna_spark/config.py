@@ -297,7 +297,9 @@ def static_shares(n_trials: int, n_jobs: int) -> list[int]:
 # defaults below. From the environment: the config file's path and the storage password.
 
 CONFIG_ENV = "OPTUNA_SPARK_CONFIG"
-ALL_COMMANDS = ("tune", "status", "best", "report", "optuna")
+ALL_COMMANDS = ("tune", "status", "best", "report", "optuna", "submit")
+# The commands that start a Spark application through spark-submit: the Spark settings are theirs.
+SPARK_COMMANDS = ("tune", "submit")
 
 
 @dataclass(frozen=True)
@@ -338,24 +340,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "int", in_file=False),
     Option("pruner", "str", "none", choices=PRUNERS),
     Option("sampler", "str", "tpe", choices=SAMPLERS),
-    Option("master", "str", "local[*]"),
-    Option("runtime", "str", "installed", choices=RUNTIME_MODES),
-    Option("python", "path"),
-    Option("driver_python", "path"),
-    Option("archive", "path"),
-    Option("spark_submit", "path"),
-    Option("spark_home", "path"),
-    Option("spark_conf_dir", "path"),
-    Option("spark_secret_file", "path"),
-    Option("executor_cores", "int", low=1),
-    Option("executor_memory", "str"),
-    Option("driver_memory", "str"),
-    Option("task_cpus", "int", 1, low=1),
-    Option("gpu", "bool", False),
-    Option("gpu_discovery_script", "path"),
-    Option("max_task_failures", "int", low=1),
-    Option("driver_java_options", "str", FAST_START_JAVA_OPTIONS),
-    Option("conf", "table", {}),
+    Option("master", "str", "local[*]", commands=SPARK_COMMANDS),
+    Option("runtime", "str", "installed", choices=RUNTIME_MODES, commands=SPARK_COMMANDS),
+    Option("python", "path", commands=SPARK_COMMANDS),
+    Option("driver_python", "path", commands=SPARK_COMMANDS),
+    Option("archive", "path", commands=SPARK_COMMANDS),
+    Option("spark_submit", "path", commands=SPARK_COMMANDS),
+    Option("spark_home", "path", commands=SPARK_COMMANDS),
+    Option("spark_conf_dir", "path", commands=SPARK_COMMANDS),
+    Option("spark_secret_file", "path", commands=SPARK_COMMANDS),
+    Option("executor_cores", "int", low=1, commands=SPARK_COMMANDS),
+    Option("executor_memory", "str", commands=SPARK_COMMANDS),
+    Option("driver_memory", "str", commands=SPARK_COMMANDS),
+    Option("task_cpus", "int", 1, low=1, commands=SPARK_COMMANDS),
+    Option("gpu", "bool", False, commands=SPARK_COMMANDS),
+    Option("gpu_discovery_script", "path", commands=SPARK_COMMANDS),
+    Option("max_task_failures", "int", low=1, commands=SPARK_COMMANDS),
+    Option("driver_java_options", "str", FAST_START_JAVA_OPTIONS, commands=SPARK_COMMANDS),
+    Option("conf", "table", {}, commands=SPARK_COMMANDS),
     Option("heartbeat_interval", "int", 10, low=1),
     Option("grace_period", "int", 30, low=1),
     Option("max_retry", "int", 2, low=0),
@@ -364,7 +366,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("mlflow_tracking_uri", "str"),   # optuna_spark.tracking: every trial an MLflow run
     Option("mlflow_experiment", "str"),     # default: the study's name
     Option("artifact_dir", "path"),         # trials' files: optuna_spark.artifact_store(trial)
-    Option("verbose", "bool", False, in_file=False),
+    Option("verbose", "bool", False, in_file=False, commands=SPARK_COMMANDS),
     # tune --data (optuna_spark.dataset): the study's data set, its format and the label column. The
     # data set itself is command-line only (a config file's would reach every objective, also the
     # (trial)-only ones); its format, separator, header and label may be the config file's defaults.
@@ -490,6 +492,8 @@ class RunSettings:
     output_dir: str | None = None             # report: a folder, or "-" (a tar on stdout)
     dashboard_url: str | None = None          # tune, status
     data: Any = None                          # tune: optuna_spark.dataset.DataSpec (--data)
+    script: str | None = None                 # submit: the user's Python script (absolute)
+    script_args: tuple[str, ...] = ()         # submit: its arguments
 
 
 NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits on a file name (bytes) and a whole path
@@ -587,7 +591,7 @@ def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | 
             check_path_limits(str(values[key]), _source(key, cli, config_path))
 
     work_dir = Path(values["work_dir"]).resolve()
-    if command == "tune":
+    if command in SPARK_COMMANDS:
         _check_work_dir(work_dir, config_path if cli.get("work_dir") is None else None)
     url = values["storage"] or f"sqlite:///{work_dir / 'optuna.db'}"
     validate_url(url)
@@ -602,6 +606,8 @@ def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | 
     if command == "report":
         return RunSettings(**common, output=values["output"], study_name=cli.get("study"),
                            output_dir=_report_dir(values["output_dir"]))
+    if command == "submit":
+        return _submit_settings(common, values, cli, cwd)
     return _tune_settings(common, values, cli, cwd)
 
 
@@ -641,22 +647,7 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
     name = cli.get("study")
     if name is None:
         name = "optuna-spark"
-    spark = SparkSettings(
-        master=values["master"], app_name=f"optuna-spark:{name}", spark_submit=values["spark_submit"],
-        spark_home=values["spark_home"], spark_conf_dir=values["spark_conf_dir"],
-        spark_secret_file=values["spark_secret_file"], executor_cores=values["executor_cores"],
-        executor_memory=values["executor_memory"], driver_memory=values["driver_memory"],
-        task_cpus=values["task_cpus"], gpu=values["gpu"], gpu_discovery_script=values["gpu_discovery_script"],
-        runtime=values["runtime"], python=values["python"], driver_python=values["driver_python"],
-        archive=values["archive"], max_task_failures=values["max_task_failures"],
-        driver_java_options=values["driver_java_options"], confs=values["conf"],
-    )
-    spark.validate()
-    for key in ("spark_home", "spark_conf_dir"):
-        if values[key] is not None and not Path(values[key]).is_dir():
-            raise ConfigError(f"{key} {values[key]} is not a directory")
-    if spark.runtime == "archive" and spark.archive and not Path(spark.archive).is_file():
-        raise ConfigError(f"archive {spark.archive} does not exist")
+    spark = _spark_settings(values, f"optuna-spark:{name}")
     n_trials, timeout = values["n_trials"], values["timeout"]
     if n_trials is None and timeout is None:
         n_trials = 200 if values["objective"] == "quadratic" else 100
@@ -681,6 +672,55 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
     return RunSettings(**common, output=values["output"], study_name=name, verbose=bool(values["verbose"]),
                        study=study, spark=spark, objective=objective, callbacks=callbacks, spark_secret=secret,
                        dashboard_url=_dashboard_url(values["dashboard_url"]), data=data)
+
+
+def _spark_settings(values: dict[str, Any], app_name: str) -> SparkSettings:
+    """The Spark settings of a command that starts an application (tune, submit), checked."""
+    spark = SparkSettings(
+        master=values["master"], app_name=app_name, spark_submit=values["spark_submit"],
+        spark_home=values["spark_home"], spark_conf_dir=values["spark_conf_dir"],
+        spark_secret_file=values["spark_secret_file"], executor_cores=values["executor_cores"],
+        executor_memory=values["executor_memory"], driver_memory=values["driver_memory"],
+        task_cpus=values["task_cpus"], gpu=values["gpu"], gpu_discovery_script=values["gpu_discovery_script"],
+        runtime=values["runtime"], python=values["python"], driver_python=values["driver_python"],
+        archive=values["archive"], max_task_failures=values["max_task_failures"],
+        driver_java_options=values["driver_java_options"], confs=values["conf"],
+    )
+    spark.validate()
+    for key in ("spark_home", "spark_conf_dir"):
+        if values[key] is not None and not Path(values[key]).is_dir():
+            raise ConfigError(f"{key} {values[key]} is not a directory")
+    if spark.runtime == "archive" and spark.archive and not Path(spark.archive).is_file():
+        raise ConfigError(f"archive {spark.archive} does not exist")
+    return spark
+
+
+def _submit_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any],
+                     cwd: Path | None) -> RunSettings:
+    """`submit SCRIPT [ARGS]`: the user's own Python script as the Spark application, with the
+    runner's Spark settings and storage (optuna_spark.cli.cmd_submit)."""
+    from optuna_spark.private import read_secret_file
+
+    raw = cli.get("script")
+    if not raw:
+        raise ConfigError("give the Python script to submit: optuna-spark submit SCRIPT.py [ARGS...]")
+    check_path_limits(str(raw), "SCRIPT")
+    script = (Path(cwd or Path.cwd()) / Path(str(raw)).expanduser()).resolve()
+    if not script.is_file():
+        what = "is not a file" if script.exists() else "does not exist"
+        raise ConfigError(f"script {raw} {what}")
+    if script.suffix != ".py":
+        raise ConfigError(f"script {raw} is not a Python file (.py)")
+    if not os.access(script, os.R_OK):
+        raise ConfigError(f"script {raw} is not readable")
+    args = list(cli.get("script_args") or ())
+    if args[:1] == ["--"]:
+        args = args[1:]
+    spark = _spark_settings(values, f"optuna-spark:{script.stem}")
+    secret = (read_secret_file(spark.spark_secret_file, "Spark secret file")
+              if spark.spark_secret_file else None)
+    return RunSettings(**common, verbose=bool(values["verbose"]), spark=spark, spark_secret=secret,
+                       script=str(script), script_args=tuple(args))
 
 
 # The label column of the built-in objectives that take data, when --target is not given.

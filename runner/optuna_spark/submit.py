@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -271,15 +272,7 @@ def run_streaming(
         command.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=env, text=True, bufsize=1, start_new_session=True,
     )
-
-    received: list[int] = []
-
-    def forward(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        _kill_group(proc.pid, signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
+    with _signals_forwarded(proc):
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith(EVENT_PREFIX):
@@ -292,6 +285,32 @@ def run_streaming(
                 line = line.replace(secret, "***")
             log.write(line)
         return proc.wait()
+
+
+def run_attached(command: SubmitCommand) -> int:
+    """Run spark-submit with this process's stdin, stdout and stderr (a user's own application:
+    its output is the user's); its exit status."""
+    proc = subprocess.Popen(command.argv, env=child_environment(os.environ, command.env),
+                            start_new_session=True)
+    with _signals_forwarded(proc):
+        return proc.wait()
+
+
+@contextlib.contextmanager
+def _signals_forwarded(proc: subprocess.Popen[Any]) -> Iterator[None]:
+    """While the child runs, Ctrl-C, SIGTERM and SIGHUP go to its process group (its own session:
+    spark-submit, its JVM, its Python workers); the child is stopped if this block ends first.
+    A signal received is raised again here afterwards, so that the caller's handling of it
+    (KeyboardInterrupt, optuna_spark.cli.Terminated) runs once the child is gone."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        _kill_group(proc.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
     finally:
         if proc.poll() is None:
             _kill_group(proc.pid, signal.SIGTERM)
@@ -299,8 +318,6 @@ def run_streaming(
         for s, handler in previous.items():
             signal.signal(s, handler)
         if received:
-            # The caller's own handling of the signal (Ctrl-C: KeyboardInterrupt) now that the
-            # child is gone: its `finally` blocks clean up after the run.
             signal.raise_signal(received[0])
 
 

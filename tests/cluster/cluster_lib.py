@@ -159,5 +159,5 @@ def study_name():
 def kill_runs() -> None:
     """SIGKILL every run on the driver (they run as the runner account: through sudo)."""
     # [x]: the pattern must not match sudo's own command line (which carries it).
-    on_driver("sudo", "pkill", "-9", "-f", "[o]ptuna_spark/spark_app.py|org.apache.spark.deploy.[S]parkSubmit|optuna-spark [t]une",
+    on_driver("sudo", "pkill", "-9", "-f", "[o]ptuna_spark/spark_app.py|org.apache.spark.deploy.[S]parkSubmit|optuna-spark [t]une|optuna-spark [s]ubmit",
               timeout=60)

@@ -271,7 +271,7 @@ def test_a_study_that_is_not_a_study_is_refused() -> None:
 
 def test_the_public_api_is_small_and_typed() -> None:
     assert sorted(optuna_spark.__all__) == ["OptimizeError", "OptimizeResult", "OptunaSparkError", "__version__",
-                                            "optimize"]
+                                            "optimize", "rdb_storage"]
     assert issubclass(OptimizeError, optuna.exceptions.OptunaError)
     assert (Path(optuna_spark.__file__).parent / "py.typed").is_file()
 
@@ -380,3 +380,138 @@ def test_a_callbacks_exception_stops_the_call_and_is_raised(spark, tmp_path: Pat
         optuna_spark.optimize(study, objective, n_trials=200, n_jobs=2, spark=spark, callbacks=[broken])
     assert len(study.trials) < 60
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
+# ---------------------------------------------------------------------------- rdb_storage, submit
+
+def test_rdb_storage_on_mariadb_takes_the_password_from_a_file_and_works_with_optimize(
+        spark, mariadb, password_file: Path) -> None:
+    storage = optuna_spark.rdb_storage(mariadb.url(), password_file=password_file)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    study = optuna.create_study(storage=storage, study_name="rdb-storage-mysql", load_if_exists=True)
+    before = _finished(study)
+    result = optuna_spark.optimize(study, lambda t: t.suggest_float("x", 0, 1), n_trials=6, n_jobs=2, spark=spark)
+    assert result.n_trials_run == 6 and _finished(study) - before == 6
+    with optuna.storages.RDBStorage(storage.url).engine.connect() as conn:  # the session is in UTC
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    assert mariadb.password not in repr(getattr(storage, "_optuna_spark_target"))
+
+
+def test_rdb_storage_refuses_what_it_cannot_use(mariadb, tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.write_text(mariadb.password + "\n")
+    loose.chmod(0o644)
+    with pytest.raises(OptimizeError, match="open to other users"):
+        optuna_spark.rdb_storage(mariadb.url(), password_file=loose)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    with pytest.raises(OptimizeError, match="cannot be reached") as caught:
+        optuna_spark.rdb_storage(mariadb.url(), password_file=wrong)
+    assert "not-the-password" not in str(caught.value)
+    with pytest.raises(OptimizeError, match="sqlite|SQLite|storage"):
+        optuna_spark.rdb_storage("sqlite://")
+
+
+def test_rdb_storage_defaults_to_the_command_lines_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("OPTUNA_SPARK_STORAGE", "OPTUNA_SPARK_PASSWORD_FILE", "OPTUNA_SPARK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    storage = optuna_spark.rdb_storage()
+    assert storage.url == f"sqlite:///{tmp_path / 'work' / 'optuna.db'}"
+    config = tmp_path / "runner.toml"
+    config.write_text(f'storage = "sqlite:///{tmp_path / "from-config.db"}"\n')
+    monkeypatch.setenv("OPTUNA_SPARK_CONFIG", str(config))
+    assert optuna_spark.rdb_storage().url.endswith("from-config.db")
+    monkeypatch.setenv("OPTUNA_SPARK_STORAGE", f"sqlite:///{tmp_path / 'from-env.db'}")
+    assert optuna_spark.rdb_storage().url.endswith("from-env.db")
+
+
+SUBMITTED = r'''
+import json, sys
+
+import optuna
+import optuna_spark
+
+name, n_trials = sys.argv[1], int(sys.argv[2])
+study = optuna.create_study(storage=optuna_spark.rdb_storage(), study_name=name, load_if_exists=True)
+offset = 3.0
+runs = [optuna_spark.optimize(study, lambda t: (t.suggest_float("x", -5, 5) - offset) ** 2,
+                              n_trials=n_trials).n_trials_run for _ in range(2)]
+from pyspark.sql import SparkSession
+
+print("RESULT " + json.dumps({"runs": runs, "trials": len(study.trials),
+                              "master": SparkSession.getActiveSession().sparkContext.master}))
+if len(sys.argv) > 3:
+    raise SystemExit(int(sys.argv[3]))
+'''
+
+
+def _submit(tmp_path: Path, *args: str, env: dict | None = None):
+    import os
+    import subprocess
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OPTUNA_SPARK_")}
+    return subprocess.run([sys.executable, "-m", "optuna_spark", "submit", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env={**environ, **(env or {})})
+
+
+def test_submit_runs_a_users_script_with_the_runners_spark_and_storage(tmp_path: Path) -> None:
+    import json
+
+    script = tmp_path / "tune_it.py"
+    script.write_text(SUBMITTED)
+    proc = _submit(tmp_path, "--master", "local[2]", str(script), "--", "by-submit", "10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
+    assert got == {"runs": [10, 10], "trials": 20, "master": "local[2]"}
+    # the command line's default storage, read back by the command line
+    status = subprocess_json(tmp_path, "status", "--study", "by-submit")
+    assert status["finished"] == 20
+    # Spark's INFO lines do not bury the script's output
+    assert " INFO " not in proc.stdout + proc.stderr.split("Setting Spark log level", 1)[-1]
+
+
+def test_submit_ends_with_the_scripts_exit_status_and_refuses_bad_scripts(tmp_path: Path) -> None:
+    script = tmp_path / "fails.py"
+    script.write_text("import sys\nsys.exit(7)\n")
+    proc = _submit(tmp_path, "--master", "local[1]", str(script))
+    assert proc.returncode == 7, proc.stderr[-2000:]
+    for bad, message in ((tmp_path / "missing.py", "does not exist"), (tmp_path, "is not a file"),
+                         (tmp_path / "notes.txt", "is not a Python file")):
+        if bad.name == "notes.txt":
+            bad.write_text("x")
+        clean = tmp_path / "clean"
+        clean.mkdir(exist_ok=True)
+        proc = _submit(clean, str(bad))
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert not list(clean.iterdir()), "a refused submit creates nothing"
+
+
+def subprocess_json(cwd: Path, *args: str) -> dict:
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "optuna_spark", *args, "--output", "json"], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"heartbeat_interval": 3, "grace_period": 9}, (3, 9)),
+    ({"heartbeat_interval": 4}, (4, 8)),   # Optuna's default grace: twice the interval
+    ({}, (10, 30)),                        # no heartbeat asked: the runner's defaults
+])
+def test_the_studys_heartbeat_settings_drive_the_tasks_heartbeats(tmp_path: Path, kwargs: dict, expected) -> None:
+    from optuna_spark import api
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'hb.db'}", **kwargs)
+    study = optuna.create_study(storage=storage)
+    plan = api._plan(study, lambda t: 0.0, 3, None, n_jobs=1, catch=(), callbacks=None, trial_timeout=None,
+                     data=None)
+    job = api._job(plan, 3, None, 1, None, False)
+    assert (job.study.heartbeat_interval, job.study.grace_period) == expected
