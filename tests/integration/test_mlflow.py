@@ -72,9 +72,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """`mlflow server` on 127.0.0.1, its runs in SQLite; its URL."""
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_process(tmp_path_factory: pytest.TempPathFactory):
+    """`mlflow server` on 127.0.0.1, its runs in SQLite, started first: it boots (half a minute)
+    while the Spark session starts."""
     folder = tmp_path_factory.mktemp("mlflow")
     port = _free_port()
     log = (folder / "server.log").open("w")
@@ -83,22 +84,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
          "--default-artifact-root", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.25)
-    yield url
+    yield proc, f"http://127.0.0.1:{port}", folder / "server.log"
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=15)
@@ -106,6 +92,25 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(mlflow_process) -> str:
+    """The server's URL, once it answers."""
+    import urllib.request
+
+    proc, url, log = mlflow_process
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return str(url)
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"mlflow server did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +227,7 @@ def _check_runs_equal_trials(runs: dict[int, Any], trials: list[optuna.trial.Fro
     assert {t.state.name for t in trials} == {"COMPLETE", "PRUNED", "FAIL"}
 
 
-def test_optimize_logs_one_nested_run_per_trial_with_its_files(mlflow_server: str, spark, tmp_path: Path) -> None:
+def test_optimize_logs_one_nested_run_per_trial_with_its_files(spark, mlflow_server: str, tmp_path: Path) -> None:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="lib-mlflow")
     result = optuna_spark.optimize(study, _objective(keep=True), n_trials=9, n_jobs=2, spark=spark,
                                    catch=(ValueError,), mlflow_tracking_uri=mlflow_server,
@@ -284,7 +289,7 @@ def test_tune_logs_one_nested_run_per_trial_and_says_what_a_closed_port_did_not_
     assert "MLflow" in proc.stderr and "the study goes on" in proc.stderr  # said once, while it ran
 
 
-def test_a_server_stopped_mid_study_loses_nothing_of_the_study(mlflow_server: str, spark, tmp_path: Path) -> None:
+def test_a_server_stopped_mid_study_loses_nothing_of_the_study(spark, mlflow_server: str, tmp_path: Path) -> None:
     relay = Relay(int(mlflow_server.rsplit(":", 1)[1]))
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="outage-mlflow")
     seen: list[int] = []
