@@ -358,3 +358,25 @@ def test_the_studys_artifact_folder_for_the_objective(tmp_path) -> None:
     store = artifact_store(study.ask())
     assert isinstance(store, FileSystemArtifactStore) and (tmp_path / "kept").is_dir()
     assert store._base_path == tmp_path / "kept"
+
+
+def test_the_command_line_and_the_config_file_set_them_and_the_job_carries_them(tmp_path) -> None:
+    from pathlib import Path
+
+    from optuna_spark.cli import build_parser
+    from optuna_spark.config import Job, ObjectiveSpec, build_settings
+
+    conf = tmp_path / "runner.toml"
+    conf.write_text('mlflow_tracking_uri = "http://127.0.0.1:5000"\nartifact_dir = "~/kept"\n')
+    args = build_parser().parse_args(["tune", "--config", str(conf), "--work-dir", str(tmp_path / "w"),
+                                      "--mlflow-experiment", "e"])
+    study = build_settings("tune", vars(args), {"HOME": str(tmp_path)}).study
+    assert study is not None
+    assert (study.mlflow_tracking_uri, study.mlflow_experiment) == ("http://127.0.0.1:5000", "e")
+    assert study.artifact_dir == str((Path("~").expanduser() / "kept").resolve())
+    job = Job.from_json(Job(study=study, objective=ObjectiveSpec("q", "m", "f")).to_json())
+    assert job.study == study
+    args = build_parser().parse_args(["tune", "--config", str(conf), "--work-dir", str(tmp_path / "w"),
+                                      "--mlflow-tracking-uri", "https://u:secret@h"])
+    with pytest.raises(ConfigError, match="must not carry a user or password"):
+        build_settings("tune", vars(args), {})
