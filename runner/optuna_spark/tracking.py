@@ -95,9 +95,10 @@ def redact_uri(uri: str) -> str:
 def check_tracking_uri(uri: str, where: str = "--mlflow-tracking-uri") -> str:
     """An MLflow tracking URI: `http(s)://host[:port][/path]`, `databricks[://profile]`, a
     database URL MLflow's own store takes (`sqlite:///mlflow.db`, `mysql://...`) or `file:///dir`
-    (a bare path is refused: a typo would become a folder of runs). No credentials in it: it would be in a command line, a job file and the
-    tasks' settings. MLflow reads them from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD
-    or MLFLOW_TRACKING_TOKEN in the environment."""
+    (a bare path is refused: a typo would become a folder of runs). No credentials in it: it
+    would be in a command line, a job file and the tasks' settings. MLflow reads them from
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN in the
+    environment."""
     from urllib.parse import urlsplit
 
     if not isinstance(uri, str) or not uri.strip():
