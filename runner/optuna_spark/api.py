@@ -520,13 +520,13 @@ def _job(plan: _Plan, n_trials: int | None, timeout: float | None, n_jobs: int, 
 
     from optuna_spark.config import ConfigError, Job, ObjectiveSpec, StudySettings
 
+    heartbeat: dict[str, Any] = {} if plan.heartbeat is None else {
+        "heartbeat_interval": plan.heartbeat[0], "grace_period": plan.heartbeat[1]}
     settings = StudySettings(name=plan.name, storage=plan.storage_url, directions=plan.directions,
                              n_trials=None if n_trials is None else int(n_trials),
                              timeout=None if timeout is None else float(timeout), n_jobs=int(n_jobs),
                              trial_timeout=None if trial_timeout is None else float(trial_timeout),
-                             budget_scope="call", sqlite_must_exist=sqlite_must_exist,
-                             **({} if plan.heartbeat is None else
-                                {"heartbeat_interval": plan.heartbeat[0], "grace_period": plan.heartbeat[1]}))
+                             budget_scope="call", sqlite_must_exist=sqlite_must_exist, **heartbeat)
     settings = replace(settings, **(tracking or {}))  # mlflow_tracking_uri, mlflow_experiment, artifact_dir
     try:
         settings.validate()
