@@ -1,13 +1,16 @@
 """Backups: the timer's service makes a consistent, gzipped dump and keeps the newest
 mysql_backup_keep; a restore (playbooks/restore.yml) into a freshly converged database server
-brings back every trial."""
+brings back every trial; a restore refuses while a study runs unless forced, says what it loses,
+and saves the database it replaces first."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import uuid
 
 from conftest import playbook
-from cluster_lib import on_driver, runner, status
+from cluster_lib import RUNNER_ACCOUNT, on_driver, runner, status
 
 BACKUPS = "/var/backups/optuna-spark"
 KEEP = 14
@@ -55,3 +58,60 @@ def test_backup_then_restore_into_a_fresh_server(study_name: str) -> None:
     assert newest in restore.stdout
     after = status(study_name)
     assert after == before, f"restored {json.dumps(after)}, backed up {json.dumps(before)}"
+
+
+def mysql(sql: str) -> str:
+    return sudo(f"mysql -N -B -D optuna -e {shlex.quote(sql)}")
+
+
+def trials(study: str) -> int:
+    return int(mysql(f"SELECT COUNT(*) FROM trials JOIN studies USING (study_id) WHERE study_name = '{study}'"))
+
+
+def test_restore_refuses_while_a_study_runs_and_keeps_the_database_it_replaces() -> None:
+    """restore.yml drops the database: it refuses a dump cut short, and while a study runs it refuses,
+    naming what runs (here a process of the runner account and a trial with a live heartbeat, made by
+    hand: a real run costs a minute to start); both change nothing. Forced, it says what the dump lacks
+    and first saves the database as it was, in a dump that restores it."""
+    safety, name = f"{BACKUPS}/pre-restore", f"e2e-live-{uuid.uuid4().hex[:8]}"
+    sudo(f"rm -rf {safety}")
+    sudo(f"systemd-run --uid={RUNNER_ACCOUNT} --unit=optuna-spark-test-run sleep 600")
+    try:
+        mysql(f"INSERT INTO studies (study_name) VALUES ('{name}'); SET @s = LAST_INSERT_ID(); "
+              "INSERT INTO trials (number, study_id, state) VALUES (0, @s, 'COMPLETE'); "
+              "INSERT INTO trials (number, study_id, state) VALUES (1, @s, 'RUNNING'); "
+              "INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES (LAST_INSERT_ID(), UTC_TIMESTAMP())")
+        # A dump cut short (a whole gzip of a part of a dump) is refused before anything is dropped.
+        cut = f"{BACKUPS}/cut-short.sql.gz"
+        sudo(f"gzip -dc $(ls -1t {BACKUPS}/optuna-*.sql.gz | head -n 1) | head -n 60 | gzip > {cut}")
+        damaged, _ = playbook("playbooks/restore.yml", "-e", f"mysql_restore_file={cut}", timeout=600)
+        sudo(f"rm -f {cut}")
+        assert damaged.returncode != 0 and "is not a whole dump" in " ".join(damaged.stdout.split()), \
+            damaged.stdout[-3000:]
+        assert trials(name) == 2, "a refused restore changed the database"
+
+        refused, _ = playbook("playbooks/restore.yml", timeout=600)
+        out = " ".join(refused.stdout.split())
+        assert refused.returncode != 0, out[-3000:]
+        assert "A study runs" in out and "Nothing was restored" in out, out[-3000:]
+        for reason in (f"processes of the runner account {RUNNER_ACCOUNT}", "sleep",
+                       "trials RUNNING with a live heartbeat (", f"{name}: 1"):
+            assert reason in out, f"{reason!r} not in {out[-3000:]}"
+        assert sudo(f"test -e {safety} && echo made || echo none").strip() == "none", "a refused restore dumped"
+        assert trials(name) == 2, "a refused restore changed the database"
+
+        forced, _ = playbook("playbooks/restore.yml", "-e", "mysql_restore_force=true", timeout=600)
+    finally:
+        on_driver("sudo", "systemctl", "stop", "optuna-spark-test-run", timeout=60)
+    out = " ".join(forced.stdout.split())
+    assert forced.returncode == 0, out[-4000:]
+    assert f'study "{name}" (not in the dump): 2 trial(s) the dump lacks (numbers 0-1)' in out, out[-4000:]
+    kept = sudo(f"ls -1 {safety}").split()
+    assert len(kept) == 1 and f"{safety}/{kept[0]}" in out, (kept, out[-2000:])
+    assert sudo(f"stat -c '%a %U' {safety} {safety}/{kept[0]}").split() == ["700", "root", "600", "root"]
+    assert mysql(f"SELECT COUNT(*) FROM studies WHERE study_name = '{name}'").strip() == "0", "the dump had the study"
+
+    # The database as it was comes back from the safety dump (named: it is never the newest dump).
+    back, _ = playbook("playbooks/restore.yml", "-e", f"mysql_restore_file={safety}/{kept[0]}", timeout=600)
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert trials(name) == 2
