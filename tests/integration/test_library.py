@@ -271,7 +271,7 @@ def test_a_study_that_is_not_a_study_is_refused() -> None:
 
 def test_the_public_api_is_small_and_typed() -> None:
     assert sorted(optuna_spark.__all__) == ["OptimizeError", "OptimizeResult", "OptunaSparkError", "__version__",
-                                            "optimize", "rdb_storage"]
+                                            "artifact_store", "optimize", "rdb_storage"]
     assert issubclass(OptimizeError, optuna.exceptions.OptunaError)
     assert (Path(optuna_spark.__file__).parent / "py.typed").is_file()
 
