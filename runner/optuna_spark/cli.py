@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--heartbeat-interval", type=_number(int),
                       help="seconds between a trial's heartbeats (default 10)")
     tune.add_argument("--grace-period", type=_number(int),
-                      help="seconds without a heartbeat after which a trial of this run is taken for dead (default 30)")
+                      help="seconds without a heartbeat after which a trial of this run is taken for dead (default 30; "
+                           "--outage-timeout + 2 heartbeat intervals + 5 when that is longer)")
     tune.add_argument("--max-retry", type=_number(int), help="retries of a trial whose task died (default 2)")
     tune.add_argument("--trial-timeout", type=_number(float),
                       help="fail a trial that runs longer than SECONDS and replace its process")

@@ -179,8 +179,8 @@ def prepare_study(storage: Any, target: Any, job: Any, on_event: EventSink = lam
             # Another run of this study is under way: its claims in flight are real, and
             # reconciling would give them back.
             on_event("warning", message=f"{len(live)} trial(s) of study {settings.name!r} have a recent "
-                                        "heartbeat (another run under way, or one stopped less than the grace "
-                                        "period ago): this run shares its budget")
+                                        "heartbeat (another run under way, or one stopped too recently for them to "
+                                        "be taken for dead): this run shares its budget")
         else:
             ledger.reconcile()
         if settings.budget_scope == "call":
@@ -279,6 +279,13 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         return RunOutcome(RUN_FAILED, message=describe_db_error(exc, target))
 
     spark = get_spark()
+    # --timeout: a moment of the database's clock, which every task reads too (task.TrialLoop):
+    # no host's own clock is compared with another's.
+    try:
+        deadline = None if settings.timeout is None else \
+            settings.timeout + guard.call(lambda: _database_time(storage), "reading the database's clock")
+    except StorageOutage as exc:
+        return RunOutcome(RUN_FAILED, message=str(exc))
     connect = is_connect(spark)
     broadcast, data_id, frame = None, None, None
     if data.payload is not None:
@@ -307,7 +314,6 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
 
     # --mlflow-tracking-uri: every trial an MLflow run, logged from here in a thread of its own.
     tracker = tracking.start(settings, storage, study_id, job.progress_interval, warn=on_event)
-    deadline = None if settings.timeout is None else time.time() + settings.timeout
     job_json = job.to_json()
     results: list[dict[str, Any]] = []
     crash: str | None = None
@@ -352,6 +358,13 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     if tracker is not None:
         summary["mlflow"] = tracker.finish(trials, summary)
     return RunOutcome(RUN_TASK_ERRORS if summary["errors"] else RUN_OK, summary=summary, tasks=results)
+
+
+def _database_time(storage: Any) -> float:
+    from optuna_spark.ledger import database_time
+
+    with storage.engine.connect() as conn:
+        return database_time(conn)
 
 
 def spark_failure_line(exc: BaseException) -> str:

@@ -23,9 +23,12 @@ checks first whether its token already did its work, so a retry never counts twi
   trial timeout); with `retry`, a WAITING copy is enqueued (Optuna's `retry_history`
   convention) and the claim given back, in the same transaction.
 - `sweep()`: trials of this runner whose heartbeats stopped, by the database's clock, for longer
-  than the grace period of the run that created them, are failed and retried; claims never bound
-  to a trial for that long (their task died in between) are given back. Trials of other clients
-  (`optuna ask`, a plain `study.optimize`, an older runner) are never touched.
+  than the staleness window of the run that created them (`staleness_window`: the grace period,
+  widened to cover a storage outage that the task waits out), are failed and retried; claims never
+  bound to a trial for that long (their task died in between) are given back. Trials of other
+  clients (`optuna ask`, a plain `study.optimize`, an older runner) are never touched.
+- `beat(trial_id)`: a running trial's heartbeat, on connections of its own whose every wait is
+  short (BEAT_TIMEOUT), so that a beat blocked by a silent partition cannot hold up the next one.
 
 Trials of other clients count against the budget once finished (`limit` of `claim`); RUNNING or
 WAITING ones do not. Every transaction that writes begins IMMEDIATE on SQLite (the write lock
@@ -53,6 +56,24 @@ BUDGET_TABLE = "optuna_spark_budget"
 CLAIMS_TABLE = "optuna_spark_claims"
 # System attribute of a trial this runner created or took: the token of its claim.
 CLAIM_ATTR = "optuna_spark_claim"
+# Seconds a heartbeat may wait for the storage (connecting, each read and write) before it gives
+# up; the next beat tries again on a new connection.
+BEAT_TIMEOUT = 3
+
+
+def staleness_window(grace: float, heartbeat_interval: float, outage_timeout: float) -> int:
+    """Seconds without a heartbeat, by the database's clock, after which a trial of a run with
+    these settings is taken for dead: its grace period, or longer if a storage outage that its
+    task waits out could make its heartbeats lapse for longer.
+
+    A live task's heartbeats lapse by at most: the outage (a task that needs the storage gives up
+    after `outage_timeout`; one that does not carries on, and its trial may then be failed), the
+    interval before the outage and the one after it, one beat blocked when the storage came back
+    (BEAT_TIMEOUT), and 2 s for the database clock's whole seconds. A trial whose task is alive is
+    thus never failed as stale, whatever the outage up to `outage_timeout`. Stored with each claim
+    (`grace`): every run judges a trial by the settings of the run that created it. Pure."""
+    bound = outage_timeout + 2 * heartbeat_interval + BEAT_TIMEOUT + 2
+    return int(math.ceil(max(grace, bound)))
 
 
 class ClaimLost(RuntimeError):
@@ -103,8 +124,9 @@ class Running:
     heartbeat: datetime.datetime | None
 
     def is_dead(self, now: datetime.datetime) -> bool:
-        """No heartbeat for longer than its run's grace period, by the database's clock; a trial
-        that never beat counts from the moment it was bound to its claim."""
+        """No heartbeat for longer than its run's staleness window (`grace`, see
+        `staleness_window`), by the database's clock; a trial that never beat counts from the
+        moment it was bound to its claim."""
         last = self.heartbeat or self.bound_at
         return last is not None and (now - last).total_seconds() > self.grace
 
@@ -130,6 +152,7 @@ class Ledger:
                 self._reader = create_engine(connect_url, **engine_kwargs)
                 _explicit_begin(self._reader, "BEGIN")
             _explicit_begin(self._engine, "BEGIN IMMEDIATE")
+        self._beats = _beat_engine(connect_url, engine_kwargs)
 
         self._meta = MetaData()
         self._budget = Table(
@@ -557,11 +580,60 @@ class Ledger:
                 self.release(token)
         return failed
 
+    def beat(self, trial_id: int) -> None:
+        """Record the trial's heartbeat (the database's clock, as Optuna's `record_heartbeat`), on
+        the heartbeats' own connections: it fails within BEAT_TIMEOUT instead of waiting for a
+        storage that does not answer (`staleness_window` counts on it)."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import func, insert, update
+
+        h = models.TrialHeartbeatModel.__table__
+        with self._beats.begin() as conn:
+            res = conn.execute(update(h).where(h.c.trial_id == trial_id).values(heartbeat=func.now()))
+            if res.rowcount == 0:
+                conn.execute(insert(h).values(trial_id=trial_id, heartbeat=func.now()))
+
+    def database_time(self) -> float:
+        """The database's clock now, in seconds since the epoch (`database_time`)."""
+        with self._reader.connect() as conn:
+            return database_time(conn)
+
     def dispose(self, close: bool = True) -> None:
-        """Both engines' pools; `close=False` in a forked child (the parent's connections)."""
+        """The engines' pools; `close=False` in a forked child (the parent's connections)."""
         self._engine.dispose(close=close)
         if self._reader is not self._engine:
             self._reader.dispose(close=close)
+        self._beats.dispose(close=close)
+
+
+def database_time(conn: Any) -> float:
+    """The database's clock now, in seconds since the epoch, with sub-second precision: the one
+    clock that the driver and every executor share (a run's --timeout is a moment by it)."""
+    from sqlalchemy import text
+
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        query = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    elif dialect == "postgresql":
+        query = "SELECT EXTRACT(EPOCH FROM clock_timestamp())"
+    else:  # MySQL, MariaDB
+        query = "SELECT UNIX_TIMESTAMP(NOW(6))"
+    return float(conn.execute(text(query)).scalar())
+
+
+def _beat_engine(connect_url: str, engine_kwargs: dict[str, Any]) -> Any:
+    """An engine for heartbeats alone: every wait cut to BEAT_TIMEOUT, no ping before a checkout
+    (a dead pooled connection fails the beat, and the next one connects anew)."""
+    from sqlalchemy import create_engine
+
+    from optuna_spark.outage import quick_connect_args
+
+    kwargs = {k: v for k, v in engine_kwargs.items()
+              if k not in ("pool_size", "max_overflow", "pool_pre_ping", "connect_args")}
+    connect_args = quick_connect_args(engine_kwargs.get("connect_args", {}), BEAT_TIMEOUT)
+    if not connect_url.startswith("sqlite"):
+        kwargs.update(pool_size=1, max_overflow=2, pool_timeout=BEAT_TIMEOUT)
+    return create_engine(connect_url, connect_args=connect_args, **kwargs)
 
 
 def _explicit_begin(engine: Any, statement: str) -> None:

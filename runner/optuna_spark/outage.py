@@ -121,6 +121,21 @@ class OutageGuard:
         self.last_outage_end = self.clock()
 
 
+def quick_connect_args(connect_args: dict[str, Any], seconds: int) -> dict[str, Any]:
+    """The storage's connect arguments with every wait cut to `seconds`: connecting, each read and
+    write (MySQL), unacknowledged data (PostgreSQL's tcp_user_timeout, in ms), SQLite's lock wait.
+    For calls that must answer within seconds or fail (the outage probe, heartbeats). Pure."""
+    out = dict(connect_args)
+    for key in ("connect_timeout", "read_timeout", "write_timeout"):
+        if key in out:
+            out[key] = min(int(out[key]), seconds)
+    if "tcp_user_timeout" in out:
+        out["tcp_user_timeout"] = min(int(out["tcp_user_timeout"]), seconds * 1000)
+    if "timeout" in out:  # SQLite's lock wait
+        out["timeout"] = seconds
+    return out
+
+
 def database_probe(connect_url: str, engine_kwargs: dict[str, Any]) -> Callable[[], bool]:
     """`SELECT 1` on a new connection each time (no pool: a pooled connection may be dead)."""
     from sqlalchemy import create_engine, text
@@ -128,12 +143,8 @@ def database_probe(connect_url: str, engine_kwargs: dict[str, Any]) -> Callable[
 
     kwargs = {k: v for k, v in engine_kwargs.items()
               if k not in ("pool_size", "max_overflow", "pool_recycle", "pool_pre_ping")}
-    connect_args = dict(kwargs.pop("connect_args", {}))
-    for key in ("connect_timeout", "read_timeout", "write_timeout"):  # a probe answers within seconds
-        if key in connect_args:
-            connect_args[key] = min(int(connect_args[key]), 5)
-    if "timeout" in connect_args:  # SQLite's lock wait
-        connect_args["timeout"] = 5
+    # A probe answers within seconds.
+    connect_args = quick_connect_args(kwargs.pop("connect_args", {}), 5)
     engine = create_engine(connect_url, poolclass=NullPool, connect_args=connect_args, **kwargs)
 
     def probe() -> bool:

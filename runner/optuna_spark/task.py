@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from optuna_spark.config import Job
-from optuna_spark.ledger import ClaimLost, Ledger
+from optuna_spark.ledger import ClaimLost, Ledger, staleness_window
 from optuna_spark.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
 
 # How often a task out of claims looks again while trials of this runner still run: it leaves this
@@ -132,18 +132,19 @@ def make_pruner(name: str) -> Any:
 
 
 class Heartbeat(threading.Thread):
-    """Records the trial's heartbeat every interval; a missed beat during an outage is harmless
-    as long as the outage is shorter than the grace period."""
+    """Records the trial's heartbeat every interval (`beat`: Ledger.beat); beats missed in a
+    storage outage that the task waits out are covered by the run's staleness window
+    (optuna_spark.ledger.staleness_window)."""
 
-    def __init__(self, storage: Any, trial_id: int, interval: float) -> None:
+    def __init__(self, beat: Callable[[int], None], trial_id: int, interval: float) -> None:
         super().__init__(name=f"heartbeat-{trial_id}", daemon=True)
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.beat, self.trial_id, self.interval = beat, trial_id, interval
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.wait(self.interval):
             try:
-                self.storage.record_heartbeat(self.trial_id)
+                self.beat(self.trial_id)
             except Exception:  # noqa: BLE001 - next beat
                 pass
 
@@ -198,6 +199,8 @@ class TrialLoop:
     guard: OutageGuard
     objective: Callable[[Any], Any]
     host: str
+    # --timeout: the moment after which no trial starts, by the database's clock (seconds since
+    # the epoch), the one clock the driver and every executor share; None: no time budget.
     deadline: float | None = None
     share: int | None = None  # --split static: at most this many trials
     callbacks: tuple[Callable[[Any, Any], None], ...] = ()  # the user's, after each trial
@@ -216,6 +219,7 @@ class TrialLoop:
     ran: int = 0
     last_sweep: float = field(default=0.0)
     idle: bool = False  # the last claim was refused (the budget is spent, for now)
+    local_deadline: float | None = None  # `deadline` on this process's monotonic clock
 
     @property
     def settings(self) -> Any:
@@ -285,7 +289,14 @@ class TrialLoop:
         return self.ran
 
     def _out_of_time(self) -> bool:
-        return self.deadline is not None and time.time() >= self.deadline
+        if self.deadline is None:
+            return False
+        if self.local_deadline is None:
+            # The time left by the database's clock, read once, then counted down on this
+            # process's monotonic clock: this host's own clock, however far off, plays no part.
+            now = self.guard.call(self.ledger.database_time, "reading the database's clock")
+            self.local_deadline = time.monotonic() + (self.deadline - now)
+        return time.monotonic() >= self.local_deadline
 
     def _maybe_sweep(self) -> None:
         # A task that just came back from an outage lets the others' heartbeats resume first.
@@ -308,8 +319,10 @@ class TrialLoop:
         else:
             limit = self.settings.n_trials - self.guard.call(self.ledger.foreign_finished, "polling")
         attrs = {"host": self.host}
-        return self.guard.call(lambda: self.ledger.claim_trial(token, limit, self.settings.grace_period, attrs,
-                                                                idle=self.idle), "claiming a trial")
+        window = staleness_window(self.settings.grace_period, self.settings.heartbeat_interval,
+                                  self.settings.outage_timeout)
+        return self.guard.call(lambda: self.ledger.claim_trial(token, limit, window, attrs, idle=self.idle),
+                               "claiming a trial")
 
     def _done(self) -> bool:
         """Out of claims: done unless trials of this runner still run (one may die and give its
@@ -365,8 +378,9 @@ class TrialLoop:
                 raise raised
             return finished
         except optuna.exceptions.UpdateFinishedTrialError:
-            # A sweep took this trial for dead (its heartbeats lapsed in a storage outage longer
-            # than the grace period) and enqueued its retry: this evaluation is dropped.
+            # A sweep took this trial for dead (its heartbeats lapsed for longer than the run's
+            # staleness window: an outage longer than --outage-timeout) and enqueued its retry:
+            # this evaluation is dropped.
             return False
 
 
@@ -497,7 +511,7 @@ def _run_here(job: Job, password: str | None, index: int, deadline: float | None
     beats: dict[int, Heartbeat] = {}
 
     def on_start(trial_id: int) -> None:  # the first heartbeat was recorded with the claim
-        beats[trial_id] = Heartbeat(parts.rdb, trial_id, job.study.heartbeat_interval)
+        beats[trial_id] = Heartbeat(parts.ledger.beat, trial_id, job.study.heartbeat_interval)
         beats[trial_id].start()
 
     def on_end(trial_id: int) -> None:
@@ -560,7 +574,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
 
     try:
         seen = supervise(child_main, trial_timeout=settings.trial_timeout,
-                         heartbeat_interval=settings.heartbeat_interval, record_heartbeat=rdb.record_heartbeat,
+                         heartbeat_interval=settings.heartbeat_interval, record_heartbeat=ledger.beat,
                          fail_trial=fail_trial, share=share)
     finally:
         ledger.dispose()

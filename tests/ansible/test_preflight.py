@@ -143,3 +143,23 @@ def test_good_inventory_passes_preflight(tmp_path: Path) -> None:
                      extra={"preflight_require_systemd": False})
     proc = run_tool(tool("ansible-playbook"), "-i", str(inv), "playbooks/preflight.yml", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    reported = re.findall(r"(node-[dw])'s clock is 0.0 s off the controller's", proc.stdout)
+    assert sorted(reported) == ["node-d", "node-w"]
+
+
+def test_a_node_whose_clock_is_off_is_stopped_and_every_offset_reported(tmp_path: Path) -> None:
+    """The nodes' `date` an hour ahead of the controller's clock (a `date` first on the PATH)."""
+    import os
+    import shutil
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    real = shutil.which("date")
+    (fake / "date").write_text(f'#!/bin/sh\nexec {real} -d "@$(( $({real} +%s) + 3600 ))" "$@"\n')
+    (fake / "date").chmod(0o755)
+    inv = _inventory(tmp_path, ["node-d"], ["node-w"], local=True, extra={"preflight_require_systemd": False})
+    off = run_tool(tool("ansible-playbook"), "-i", str(inv), "playbooks/preflight.yml", timeout=300,
+                   env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"})
+    _assert_stopped(off, "s off the controller's (more than preflight_max_clock_offset, 5 s): synchronize")
+    offsets = re.findall(r"node-[dw]'s clock is ([0-9.]+) s off", off.stdout)
+    assert offsets and all(3590 < float(o) <= 3600 for o in offsets), offsets

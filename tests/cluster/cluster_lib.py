@@ -23,8 +23,10 @@ INVENTORY = os.environ.get("OPTUNA_SPARK_INVENTORY", str(ROOT / "inventory" / "l
 # its sudo rule; the tests log in as the inventory's unprivileged user, like an operator.
 RUNNER = "optuna-spark"
 RUNNER_ACCOUNT = "optuna-spark"
-# Faster fault detection than the defaults, so that a killed worker costs seconds, not minutes.
-FAST_FAULTS = ["--heartbeat-interval", "2", "--grace-period", "10",
+# Faster fault detection than the defaults, so that a killed worker costs seconds, not minutes: a
+# trial is taken for dead after 29 s without a heartbeat (optuna_spark.ledger.staleness_window:
+# the outage timeout, 20 s, still longer than a MySQL restart, two intervals and 5 s).
+FAST_FAULTS = ["--heartbeat-interval", "2", "--grace-period", "10", "--outage-timeout", "20",
                "--conf", "spark.network.timeout=30s", "--conf", "spark.executor.heartbeatInterval=5s",
                "--conf", "spark.network.timeoutInterval=5s"]
 

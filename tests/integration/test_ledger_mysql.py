@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -194,6 +195,10 @@ def test_the_runners_sessions_are_in_utc_whatever_the_servers_time_zone(mariadb)
         assert now is not None and [r.trial_id for r in running] == [trial_id]
         assert not running[0].is_dead(now)
         assert abs((now - datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)).total_seconds()) < 120
+        ledger.beat(trial_id)  # the runner's heartbeats, on connections of their own: in UTC too
+        now, running = ledger.running()
+        assert running[0].heartbeat is not None and abs((now - running[0].heartbeat).total_seconds()) <= 1
+        assert abs(ledger.database_time() - time.time()) < 5  # --timeout's clock: the epoch, whatever the zone
         ledger.dispose()
     finally:
         mariadb.sql("SET GLOBAL time_zone = 'SYSTEM'")

@@ -54,9 +54,10 @@ def distinct_rows(mariadb, study: str) -> tuple[int, int]:
     return int(rows), int(numbers)
 
 
-def tune(tmp_path: Path, proxy: FaultProxy, mariadb, study: str, *extra: str) -> subprocess.Popen:
+def tune(tmp_path: Path, proxy: FaultProxy, mariadb, study: str, *extra: str,
+         objective: str = "reporting:objective") -> subprocess.Popen:
     (tmp_path / "reporting.py").write_text(REPORTING)
-    args = [str(BIN / "optuna-spark"), "tune", "--study", study, "--objective", "reporting:objective",
+    args = [str(BIN / "optuna-spark"), "tune", "--study", study, "--objective", objective,
             "--n-jobs", "2", "--master", "local[2]", "--output", "json",
             "--storage", f"mysql+pymysql://{mariadb.user}@127.0.0.1:{proxy.port}/optuna", *extra]
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OPTUNA_SPARK_STORAGE_PASSWORD": mariadb.password}
@@ -164,3 +165,72 @@ def test_a_silent_partition_ends_a_storage_call_instead_of_blocking_it(mariadb, 
         engine.dispose()
     finally:
         proxy.close()
+
+
+# Each trial runs until the test lets it end (a file named after its number), without storage calls.
+HELD = """
+import os, time
+
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    while not os.path.exists(os.path.join({folder!r}, f"release-{{trial.number}}")):
+        time.sleep(0.1)
+    return x
+"""
+
+
+def test_a_live_task_cut_off_longer_than_the_grace_period_keeps_its_trial(proxy, mariadb, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """Grace period 2 s, outage timeout 20 s. While each trial runs, the run's storage is cut
+    (connections refused: a restart), then dropped (a silent partition), for 4 s each, and another
+    task's sweep (the ledger's, on a direct connection) runs throughout: the task waits such an
+    outage out, so its trial must never be failed as stale; its heartbeats resume after each."""
+    from optuna_spark.ledger import Ledger, staleness_window
+    from optuna_spark.storage import IO_TIMEOUT_ENV, StorageTarget, open_rdb_storage
+
+    # The proxy drops what it read during the partition (a real network would resend it): a call
+    # caught in it ends at the I/O timeout, here 5 s, instead of the default 60 s.
+    monkeypatch.setenv(IO_TIMEOUT_ENV, "5")
+    (tmp_path / "held.py").write_text(HELD.format(folder=str(tmp_path)))
+    proc = tune(tmp_path, proxy, mariadb, "held", "--n-trials", "2", "--n-jobs", "1", "--heartbeat-interval", "1",
+                "--grace-period", "2", "--outage-timeout", "20", objective="held:objective")
+    wait_for_trials(mariadb, "held", 1, proc)
+    target = StorageTarget(f"mysql+pymysql://{mariadb.user}@{mariadb.host}:{mariadb.port}/optuna", mariadb.password)
+    rdb = open_rdb_storage(target)
+    sweeper = Ledger(target.connect_url(), target.engine_kwargs(), rdb.get_study_id_from_name("held"), rdb)
+
+    windows: set[float] = set()  # what the trials' claims carry (optuna_spark.ledger.staleness_window)
+
+    def sweep_through(fault_seconds: float) -> list[int]:
+        """Sweep as the run's other tasks would, until the trial's heartbeats are back."""
+        failed: list[int] = []
+        fault_end = time.monotonic() + fault_seconds
+        while not failed and time.monotonic() < fault_end + 30:
+            failed += sweeper.sweep(max_retry=2)
+            now, running = sweeper.running()
+            windows.update(r.grace for r in running)
+            if time.monotonic() > fault_end and running and all(
+                    r.heartbeat is not None and (now - r.heartbeat).total_seconds() < 2 for r in running):
+                return failed
+            time.sleep(0.25)
+        return failed or [-1]  # -1: the heartbeats never came back
+
+    try:
+        proxy.outage(4)
+        assert sweep_through(4) == []
+        (tmp_path / "release-0").touch()
+        wait_for_trials(mariadb, "held", 2, proc)
+        proxy.blackhole(4)
+        assert sweep_through(4) == []
+        (tmp_path / "release-1").touch()
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        sweeper.dispose()
+        rdb.engine.dispose()
+        if proc.poll() is None:
+            proc.kill()
+    trials = optuna.load_study(study_name="held", storage=direct(mariadb)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert json.loads(out)["retried_stale"] == 0
+    assert proxy.outage_cuts > 0 and windows == {staleness_window(2, 1, 20)} == {27}

@@ -31,17 +31,18 @@ def objective(trial):
 def test_hung_trials_are_failed_and_the_study_reaches_its_budget(run_cli, tmp_path: Path) -> None:
     (tmp_path / "hangs.py").write_text(HANGS)
     proc = run_cli("tune", "--study", "hangs", "--objective", "hangs:objective", "--n-trials", "12",
-                   "--n-jobs", "2", "--trial-timeout", "4", "--heartbeat-interval", "1", "--grace-period", "3",
+                   "--n-jobs", "2", "--trial-timeout", "9", "--heartbeat-interval", "1", "--grace-period", "3",
+                   "--outage-timeout", "1",
                    "--output", "json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     trials = optuna.load_study(study_name="hangs", storage=f"sqlite:///{tmp_path / 'work' / 'optuna.db'}").trials
     assert summary["finished"] == 12 == len(trials) == finished_trials(trials)
     failed = {t.number: t.user_attrs["fail_reason"] for t in trials if t.state.name == "FAIL"}
-    # A trial that hangs fails by the timeout, not by a stale heartbeat (grace 3 s < timeout 4 s):
-    # the supervisor kept beating for it.
-    assert failed == {2: "trial timeout: ran longer than 4 s (its process was stopped)",
-                      5: "trial timeout: ran longer than 4 s (its process was stopped)"}
+    # A trial that hangs fails by the timeout, not by a stale heartbeat (its staleness window,
+    # 1 + 2 x 1 + 5 = 8 s, is shorter than the timeout, 9 s): the supervisor kept beating for it.
+    assert failed == {2: "trial timeout: ran longer than 9 s (its process was stopped)",
+                      5: "trial timeout: ran longer than 9 s (its process was stopped)"}
     assert sum(t.get("timed_out", 0) for t in summary["tasks"]) == 2
 
 

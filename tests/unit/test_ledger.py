@@ -5,6 +5,7 @@ stands for a commit whose acknowledgement was lost: the same call, the same toke
 from __future__ import annotations
 
 import datetime
+import math
 import threading
 import time
 from pathlib import Path
@@ -446,3 +447,75 @@ def test_a_call_after_an_interrupted_one_counts_its_trials_in_flight_as_not_spen
     prepare_study(storage, StorageTarget(url), job)
     assert job.extra["claim_base"] == 1
     ledger.dispose()
+
+
+def test_the_staleness_window_covers_an_outage_the_task_waits_out() -> None:
+    """A live task's heartbeats lapse by at most the outage (up to --outage-timeout), an interval
+    before and after it, one beat blocked when the storage came back, and the database clock's
+    whole seconds: the window is the grace period, or that bound when it is longer."""
+    from optuna_spark.ledger import BEAT_TIMEOUT, staleness_window
+
+    assert staleness_window(30, 10, 120) == 120 + 2 * 10 + BEAT_TIMEOUT + 2  # the defaults
+    assert staleness_window(600, 10, 120) == 600                             # a longer grace stays
+    assert staleness_window(3, 1, 2.5) == math.ceil(2.5 + 2 + BEAT_TIMEOUT + 2)   # whole seconds, up
+
+
+def test_a_trial_whose_task_waits_out_an_outage_is_never_swept(tmp_path: Path) -> None:
+    """A task cut off from the storage for longer than the grace period but less than the outage
+    timeout: its heartbeats lapsed, another task sweeps, and its trial stays RUNNING (its claim
+    carries the run's staleness window, not the bare grace period); the trial ends COMPLETE."""
+    from sqlalchemy import create_engine, text
+
+    from optuna_spark.config import Job, ObjectiveSpec, StudySettings
+    from optuna_spark.outage import OutageGuard, guarded_storage
+    from optuna_spark.task import TrialLoop
+
+    study, ledger = setup(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    job = Job(StudySettings(name="s", storage=url, n_trials=1, n_jobs=1, heartbeat_interval=1, grace_period=2,
+                            outage_timeout=20), ObjectiveSpec("q", "m", "f"))
+    sweeper = another(tmp_path, study)
+    swept: list[list[int]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        # Its last beat 12 s ago (> grace 2 s, < outage timeout 20 s), as after such an outage.
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-12 seconds') "
+                              "WHERE trial_id = :i"), {"i": trial._trial_id})
+        engine.dispose()
+        swept.append(sweeper.sweep(max_retry=2))
+        return trial.suggest_float("x", 0, 1)
+
+    guard = OutageGuard(lambda: True, 5)
+    mine = optuna.load_study(study_name="s", storage=guarded_storage(optuna.storages.get_storage(ledger.rdb), guard))
+    assert TrialLoop(job, mine, ledger, guard, objective, "h").run() == 1
+    assert swept == [[]]
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+
+
+def test_a_beat_is_the_databases_clock_on_connections_of_its_own(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    study, ledger = setup(tmp_path)
+    trial_id = ledger.claim_trial("t", 5, 30, {"host": "h"})
+    assert trial_id is not None
+    engine = create_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-100 seconds')"))
+    ledger.beat(trial_id)
+    plain = ledger.create_trial("u") if ledger.claim("u", 5, 30) else None  # bound, never beaten
+    assert plain is not None
+    ledger.beat(plain)
+    with engine.connect() as conn:
+        ages = conn.execute(text("SELECT trial_id, (julianday('now') - julianday(heartbeat)) * 86400 "
+                                 "FROM trial_heartbeats ORDER BY trial_id")).all()
+    engine.dispose()
+    assert [row[0] for row in ages] == [trial_id, plain] and all(row[1] < 3 for row in ages)
+    assert ledger.running()[1] and not ledger.sweep(max_retry=2)
+
+
+def test_the_databases_clock_in_seconds_since_the_epoch(tmp_path: Path) -> None:
+    _, ledger = setup(tmp_path)
+    assert abs(ledger.database_time() - time.time()) < 1.0  # SQLite: this host's clock, to the ms
+

@@ -227,3 +227,19 @@ def test_a_task_polls_idle_after_a_refused_claim_and_not_after_a_trial(tmp_path:
     lp.ledger.state = lambda: next(states, None) or real_state()  # type: ignore[method-assign]
     assert lp.run() == 3
     assert idle_flags == [False, False, True, False, False]
+
+
+def test_the_deadline_is_the_databases_clock_whatever_this_hosts_clock_says(tmp_path: Path) -> None:
+    """--timeout is a moment of the database's clock (the driver reads it once); an executor whose
+    own clock is an hour ahead of the database's still runs trials until that moment, and stops
+    then (its clock's offset plays no part: the time left is counted on its monotonic clock)."""
+    import time
+
+    the_job = job(tmp_path, n_trials=None, timeout=1.5)
+    lp = loop(tmp_path, the_job, lambda t: (time.sleep(0.1), t.suggest_float("x", 0, 1))[1])
+    lp.ledger.reconcile()
+    lp.ledger.database_time = lambda: time.time() - 3600.0  # type: ignore[method-assign] - this host: +1 h
+    lp.deadline = lp.ledger.database_time() + 1.5  # as the driver states it
+    started = time.monotonic()
+    ran = lp.run()
+    assert ran >= 5 and time.monotonic() - started < 1.5 + 1.0
