@@ -183,17 +183,21 @@ def prepare_study(storage: Any, target: Any, job: Any, on_event: EventSink = lam
                                         "be taken for dead): this run shares its budget")
         else:
             ledger.reconcile()
+        # Claims still in flight (trials RUNNING, claims not yet bound: an interrupted run's,
+        # which a sweep will give back and re-enqueue) are not spent.
+        _, unbound = ledger.state()
+        spent = ledger.claimed() - len(running) - unbound
         if settings.budget_scope == "call":
-            # Claims still in flight (trials RUNNING, claims not yet bound: an interrupted call's,
-            # which a sweep will give back and re-enqueue) are not spent: this call's n_trials
-            # takes them up when they come back, so the call runs exactly n_trials claims.
-            _, unbound = ledger.state()
-            job.extra["claim_base"] = ledger.claimed() - len(running) - unbound
+            # This call's n_trials takes them up when they come back: it runs exactly n_trials claims.
+            job.extra["claim_base"] = spent
         if settings.split == "static" and settings.n_trials is not None:
             # The seed's fixed shares, of what is left of the budget: a second run of the same
-            # command continues toward the same total, as the shared split does.
+            # command continues toward the same total, as the shared split does. The shares cover
+            # the claims in flight too (a killed run's trials, retried here once a sweep gives
+            # them back); where a live run finishes them instead, the claims, not the shares,
+            # stop this run's tasks at the budget.
             left = settings.n_trials if settings.budget_scope == "call" else \
-                settings.n_trials - ledger.foreign_finished() - ledger.claimed()
+                settings.n_trials - ledger.foreign_finished() - spent
             job.extra["shares"] = static_shares(max(0, left), settings.n_jobs)
     finally:
         ledger.dispose()

@@ -202,11 +202,13 @@ def test_xgboost_wine(run_cli, tmp_path: Path) -> None:
     assert 0.3 < s["best"]["value"] < 1.5
 
 
-def test_killed_submit_resumes_to_exactly_its_budget(tmp_path: Path) -> None:
-    """The driver's spark-submit is killed mid-study; the same command then ends at the budget."""
+@pytest.mark.parametrize("split", ["shared", "static"])
+def test_killed_submit_resumes_to_exactly_its_budget(tmp_path: Path, split: str) -> None:
+    """The driver's spark-submit is killed mid-study; the same command then ends at the budget.
+    With the static split too: its shares include the killed run's trials that come back."""
     args = [str(Path(sys.executable).parent / "optuna-spark"), "tune", "--study", "k", "--objective", "sleep",
-            "--n-trials", "24", "--n-jobs", "2", "--heartbeat-interval", "1", "--grace-period", "3",
-            "--outage-timeout", "3", "--output", "json"]
+            "--n-trials", "24", "--n-jobs", "2", "--split", split, "--heartbeat-interval", "1",
+            "--grace-period", "3", "--outage-timeout", "3", "--output", "json"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)

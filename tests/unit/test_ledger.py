@@ -519,3 +519,33 @@ def test_the_databases_clock_in_seconds_since_the_epoch(tmp_path: Path) -> None:
     _, ledger = setup(tmp_path)
     assert abs(ledger.database_time() - time.time()) < 1.0  # SQLite: this host's clock, to the ms
 
+
+def test_a_static_split_after_a_killed_run_shares_out_its_trials_in_flight(tmp_path: Path) -> None:
+    """`--split static` after a killed run: the trials it left RUNNING come back (a sweep fails
+    and re-enqueues them, giving their claims back); the shares must cover them, else the run
+    ends short by as many."""
+    from optuna_spark.config import Job, ObjectiveSpec, StudySettings
+    from optuna_spark.engine import prepare_study
+    from optuna_spark.storage import StorageTarget
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=KW)
+    job = Job(StudySettings(name="st", storage=url, n_trials=8, n_jobs=2, split="static"),
+              ObjectiveSpec("q", "m", "f"))
+    study_id = prepare_study(storage, StorageTarget(url), job)
+    assert job.extra["shares"] == [4, 4]
+    ledger = Ledger(url, KW, study_id, storage)
+    for token in ("done-1", "done-2"):
+        trial_id = ledger.claim_trial(token, 8, 1, {"host": "h"})
+        assert trial_id is not None and ledger.finish(token, trial_id, TrialState.COMPLETE, [1.0])
+    for token in ("killed-1", "killed-2", "killed-3"):  # the killed run's, still RUNNING
+        assert ledger.claim_trial(token, 8, 1, {"host": "h"}) is not None
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:  # their task died a while ago
+        conn.execute(text("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-100 seconds')"))
+    engine.dispose()
+    prepare_study(storage, StorageTarget(url), job)  # the same command again
+    assert job.extra["shares"] == [3, 3]  # 8 less the 2 finished (not 8 - 5: the 3 killed come back)
+    ledger.dispose()
