@@ -51,6 +51,7 @@ _MASTER_RE = re.compile(
 )
 _MEMORY_RE = re.compile(r"^[1-9][0-9]*[kmgtKMGT]?$")
 _CONF_KEY_RE = re.compile(r"^spark\.[A-Za-z0-9_.\-]+$")
+_TASK_AMOUNT_RE = re.compile(r"^spark\.task\.resource\.[^.]+\.amount$")
 
 
 class ConfigError(ValueError):
@@ -124,9 +125,30 @@ class SparkSettings:
             raise ConfigError(f"runtime must be one of {', '.join(RUNTIME_MODES)}, got {self.runtime!r}")
         if self.runtime == "archive" and not self.archive:
             raise ConfigError("runtime 'archive' needs --archive PATH (the packed optuna-env.tar.gz)")
-        for key, _ in self.confs:
+        for key, value in self.confs:
             if not _CONF_KEY_RE.match(key):
                 raise ConfigError(f"--conf key must start with 'spark.', got {key!r}")
+            if _TASK_AMOUNT_RE.match(key):
+                task_resource_amount(value, f"--conf {key}")
+
+
+def task_resource_amount(text: str, where: str) -> float:
+    """A task's amount of a resource (`spark.task.resource.gpu.amount`) as Spark takes it: a
+    number; up to 1.0 a share of one unit (0.5: two tasks share a GPU, 0.25: four), above 1.0 a
+    whole number of units (Spark refuses 1.5 when its context starts). 0 or less asks for none.
+    ConfigError for what Spark would refuse. Pure."""
+    import math
+
+    try:
+        amount = float(text.strip())
+    except ValueError:
+        raise ConfigError(f"{where} must be a number, got {text!r}") from None
+    if not math.isfinite(amount):
+        raise ConfigError(f"{where} must be a number, got {text!r}")
+    if amount > 1.0 and amount % 1 != 0:
+        raise ConfigError(f"{where} must be at most 1.0 (a share of one unit: 0.5 puts two tasks on it) "
+                          f"or a whole number, as Spark takes it; got {text!r}")
+    return amount
 
 
 @dataclass(frozen=True)

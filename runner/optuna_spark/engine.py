@@ -391,18 +391,37 @@ def _app_id(spark: Any) -> str | None:
         return None
 
 
+JOBLIB_BACKEND = "optuna-spark"
+
+
+def register_joblib_backend() -> None:
+    """joblibspark's Spark backend, whose tasks run in the application's default resource profile:
+    they get `spark.task.cpus` and `spark.task.resource.gpu.amount` as Spark itself resolved them
+    (a fraction such as 0.5 included: Spark puts 1/amount tasks on one GPU). joblibspark 0.6
+    would copy them into a stage-level profile of its own, through `int()`, which fails on a
+    fraction off a local master. (Its private `_create_resource_profile`: pinned by
+    tests/unit/test_gpu.py.)"""
+    from joblib import register_parallel_backend
+    from joblibspark.backend import SparkDistributedBackend
+
+    class DefaultProfileBackend(SparkDistributedBackend):  # type: ignore[misc]
+        def _create_resource_profile(self, num_cpus_per_spark_task: Any, num_gpus_per_spark_task: Any) -> None:
+            return None
+
+    register_parallel_backend(JOBLIB_BACKEND, DefaultProfileBackend)
+
+
 def _joblib_tasks(n_jobs: int, task_fn: Callable[..., dict[str, Any]], job_json: str, password: str | None,
                   deadline: float | None, inputs: TaskInputs | None, broadcast: Any,
                   data_id: int | None) -> list[dict[str, Any]]:
     """A classic session: one Spark job of one task per lane (joblibspark)."""
     from joblib import Parallel, delayed, parallel_backend
-    from joblibspark import register_spark
 
-    register_spark()
+    register_joblib_backend()
     # joblib runs a Parallel of one job in this very process: at least two, so that even one
     # lane is a Spark task on an executor.
     lanes = max(2, n_jobs)
-    with parallel_backend("spark", n_jobs=lanes):
+    with parallel_backend(JOBLIB_BACKEND, n_jobs=lanes):
         out = Parallel(n_jobs=lanes)(
             delayed(task_fn)(i, job_json, password, deadline, broadcast, data_id, inputs) for i in range(n_jobs))
     return list(out)

@@ -91,3 +91,71 @@ def test_a_task_that_sees_only_its_gpu_uses_cuda_0(monkeypatch) -> None:
     assert context.device_for_task(require_gpu=True) == "cuda:0"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert context.device_for_task(require_gpu=True) == "cuda:3"
+
+
+@pytest.mark.parametrize("amount", ["0.5", "0.25", "0.3", "1", "1.0", "2", "0"])
+def test_task_gpu_amounts_that_spark_accepts_reach_spark_submit(tmp_path, amount: str) -> None:
+    """Spark takes a task amount up to 1.0 as a share of one GPU (0.5: two tasks on it) and above
+    it a whole number of GPUs; the user's --conf wins over --gpu's whole GPU per task."""
+    spark = settings_of(["tune", "--gpu", "--conf", f"spark.task.resource.gpu.amount={amount}"], tmp_path).spark
+    argv = build_submit_command(spark, [], default_python="py").argv
+    given = [a for a in argv if a.startswith("spark.task.resource.gpu.amount=")]
+    assert given[-1] == f"spark.task.resource.gpu.amount={amount}"
+
+
+@pytest.mark.parametrize("amount, message", [
+    ("1.5", "must be at most 1.0 (a share of one unit"),  # Spark refuses it when its context starts
+    ("half", "must be a number"),
+    ("nan", "must be a number"),
+])
+def test_task_gpu_amounts_that_spark_refuses_are_refused_before_anything_runs(tmp_path, amount: str,
+                                                                              message: str) -> None:
+    from optuna_spark.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        settings_of(["tune", "--gpu", "--conf", f"spark.task.resource.gpu.amount={amount}"], tmp_path)
+
+
+class _Conf:
+    def __init__(self, values: dict) -> None:
+        self.values = values
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.values.get(key, default)
+
+
+class _Context:
+    """A SparkContext of a standalone master, as joblibspark's backend looks at it."""
+
+    master = "spark://driver:7077"
+    _gateway = object()
+
+    def parallelize(self, data, slices=None):  # noqa: ANN001 - an RDD that can take a resource profile
+        return type("RDD", (), {"withResources": lambda self, profile: self})()
+
+
+class _Session:
+    def __init__(self, confs: dict) -> None:
+        self.conf, self.sparkContext = _Conf(confs), _Context()
+
+
+@pytest.mark.filterwarnings("ignore:Spark version does not support stage-level scheduling")
+def test_fractional_task_gpus_run_in_the_default_resource_profile(monkeypatch) -> None:
+    """joblibspark 0.6 copies spark.task.cpus and spark.task.resource.gpu.amount into a stage-level
+    profile through int(): a fraction, off a local master, ends the run before any task starts.
+    The runner's backend keeps its tasks in the application's default profile, where Spark has
+    resolved the amounts itself (checked on a local-cluster master with a discovery script of
+    one GPU: two tasks at 0.5 each ran at once, each on GPU 0, as cuda:0)."""
+    import joblib.parallel
+    import joblibspark.backend as joblib_spark
+
+    from optuna_spark.engine import JOBLIB_BACKEND, register_joblib_backend
+
+    session = _Session({"spark.task.cpus": "1", "spark.task.resource.gpu.amount": "0.5"})
+    monkeypatch.setattr(joblib_spark, "get_spark_session", lambda: session)
+    monkeypatch.setattr(joblib_spark, "is_spark_connect_mode", lambda: False)
+    with pytest.raises(ValueError, match="invalid literal for int"):  # joblibspark's own (pinned)
+        joblib_spark.SparkDistributedBackend()
+    register_joblib_backend()
+    backend = joblib.parallel.BACKENDS[JOBLIB_BACKEND]()
+    assert isinstance(backend, joblib_spark.SparkDistributedBackend) and backend._resource_profile is None
