@@ -75,7 +75,8 @@ def test_restore_refuses_while_a_study_runs_and_keeps_the_database_it_replaces()
     and first saves the database as it was, in a dump that restores it."""
     safety, name = f"{BACKUPS}/pre-restore", f"e2e-live-{uuid.uuid4().hex[:8]}"
     sudo(f"rm -rf {safety}")
-    sudo(f"systemd-run --uid={RUNNER_ACCOUNT} --unit=optuna-spark-test-run sleep 600")
+    sudo(f"systemctl reset-failed optuna-spark-test-run 2>/dev/null; "
+         f"systemd-run --uid={RUNNER_ACCOUNT} --unit=optuna-spark-test-run sleep 600")
     try:
         mysql(f"INSERT INTO studies (study_name) VALUES ('{name}'); SET @s = LAST_INSERT_ID(); "
               "INSERT INTO trials (number, study_id, state) VALUES (0, @s, 'COMPLETE'); "
