@@ -68,6 +68,16 @@ def test_fixed_spark_ports(node: Node) -> None:
             f"{node.name}: spark-worker does not listen on spark_worker_port {node.var('spark_worker_port')}"
 
 
+def test_the_masters_unauthenticated_rest_server_is_off(driver: Node) -> None:
+    """Spark 4.1+ starts the master's REST submission server (6066) by default, without any
+    authentication: whoever reaches it launches a driver program on a worker."""
+    daemon = properties(driver.host.file(driver.var("__spark_daemon_properties")).content_string)
+    assert daemon.get("spark.master.rest.enabled") == "false", daemon.get("spark.master.rest.enabled")
+    listening = driver.check("ss -Hltn")
+    assert not re.search(r":6066\s", listening), f"the master's REST server listens:\n{listening}"
+    assert re.search(rf":{driver.var('spark_master_port')}\s", listening), "the master does not listen at all"
+
+
 def test_only_the_runner_and_spark_read_the_secret(driver: Node) -> None:
     copy = driver.host.file(driver.var("optuna_runner_spark_secret_file"))
     assert (copy.user, copy.group, copy.mode) == ("root", driver.var("optuna_runner_group"), 0o640)
