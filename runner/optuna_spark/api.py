@@ -420,6 +420,7 @@ def rdb_storage(url: str | None = None, *, password_file: str | os.PathLike[str]
         StorageError,
         StorageTarget,
         check_connection,
+        make_sqlite_private,
         open_rdb_storage,
         resolve_password,
         validate_url,
@@ -434,8 +435,14 @@ def rdb_storage(url: str | None = None, *, password_file: str | os.PathLike[str]
             target: Any = StorageTarget(validate_url(url), resolve_password(cli["password_file"], environ))
         else:
             target = build_settings("status", cli, environ).storage
-        check_connection(target)
-        storage = open_rdb_storage(target)
+        # An SQLite file (and a folder) made here is this user's only, as the command line's (umask 077).
+        previous_mask = os.umask(0o077)
+        try:
+            check_connection(target)
+            storage = open_rdb_storage(target)
+        finally:
+            os.umask(previous_mask)
+        make_sqlite_private(target.url)
     except ConfigError as exc:
         raise OptimizeError(str(exc)) from None
     except StorageError as exc:

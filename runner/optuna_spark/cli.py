@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Example: optuna-spark submit train.py -- --study demo")
     _spark_args(submit_cmd)
     _storage_args(submit_cmd, output=False)
-    submit_cmd.add_argument("script", metavar="SCRIPT", help="the Python script (.py) to run as the Spark application")
+    submit_cmd.add_argument("script", metavar="SCRIPT", nargs="?",
+                            help="the Python script (.py) to run as the Spark application")
     submit_cmd.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS",
                             help="the script's own arguments")
     return parser

@@ -248,8 +248,26 @@ class StudySettings:
             from optuna_spark.tracking import check_settings
 
             check_settings(self.mlflow_tracking_uri, self.mlflow_experiment)
-        if self.artifact_dir is not None and not os.path.isabs(self.artifact_dir):
-            raise ConfigError(f"--artifact-dir must be an absolute path, got {self.artifact_dir!r}")
+        if self.artifact_dir is not None:
+            check_artifact_dir(self.artifact_dir)
+
+
+def check_artifact_dir(path: str, where: str = "--artifact-dir") -> None:
+    """A folder the run can make and write trials' files into: absolute, not a file, and its
+    nearest existing parent a folder this user may write into. ConfigError (exit 2) otherwise,
+    before anything runs."""
+    if not os.path.isabs(path):
+        raise ConfigError(f"{where} must be an absolute path, got {path!r}")
+    check_path_limits(path, where)
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{where} {path} exists and is not a directory")
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise ConfigError(f"{where} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == target else f"cannot be made: {existing} is not writable"
+        raise ConfigError(f"{where} {path} {what}")
 
 
 @dataclass(frozen=True)

@@ -94,12 +94,13 @@ def redact_uri(uri: str) -> str:
 
 def check_tracking_uri(uri: str, where: str = "--mlflow-tracking-uri") -> str:
     """An MLflow tracking URI: `http(s)://host[:port][/path]`, `databricks[://profile]`, a
-    database URL MLflow's own store takes (`sqlite:///mlflow.db`, `mysql://...`) or `file:///dir`
-    (a bare path is refused: a typo would become a folder of runs). No credentials in it: it
+    database URL MLflow's own store takes (`sqlite:///mlflow.db`, `mysql://...`), or `file:///dir`
+    where MLflow allows a file store (MLFLOW_ALLOW_FILE_STORE=true; a bare path is refused: a typo
+    would become a folder of runs). No credentials in it, nor a token in its query: it
     would be in a command line, a job file and the tasks' settings. MLflow reads them from
     MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN in the
     environment."""
-    from urllib.parse import urlsplit
+    from urllib.parse import parse_qsl, urlsplit
 
     if not isinstance(uri, str) or not uri.strip():
         raise TrackingSettingsError(f"{where} must be a URI (http://host:5000, databricks, sqlite:///mlflow.db)")
@@ -121,7 +122,26 @@ def check_tracking_uri(uri: str, where: str = "--mlflow-tracking-uri") -> str:
             "and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment")
     if parts.scheme in ("http", "https") and not parts.hostname:
         raise TrackingSettingsError(f"{where} has no host: {redact_uri(uri)!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise TrackingSettingsError(f"{where} has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise TrackingSettingsError(f"{where} has a port that is not a number from 1 to 65535")
+    secret_keys = sorted(k for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+                         if _SECRET_QUERY.search(k) and not k.lower().startswith("ssl"))
+    if secret_keys:
+        raise TrackingSettingsError(
+            f"{where} must not carry a credential in its query ({', '.join(secret_keys)}): MLflow reads a token "
+            "from MLFLOW_TRACKING_TOKEN in the environment")
+    if parts.scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+        raise TrackingSettingsError(
+            f"{where}: MLflow refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true; "
+            "use a tracking server (http://host:5000) or sqlite:///mlflow.db")
     return uri
+
+
+_SECRET_QUERY = re.compile(r"token|secret|passw|key|sig|auth|credential", re.I)
 
 
 def check_experiment(name: str, where: str = "--mlflow-experiment") -> str:

@@ -421,6 +421,11 @@ def test_rdb_storage_defaults_to_the_command_lines_storage(tmp_path: Path, monke
         monkeypatch.delenv(name, raising=False)
     storage = optuna_spark.rdb_storage()
     assert storage.url == f"sqlite:///{tmp_path / 'work' / 'optuna.db'}"
+    import stat
+
+    # this user's only, as the command line makes them
+    assert stat.S_IMODE((tmp_path / "work").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "work" / "optuna.db").stat().st_mode) == 0o600
     config = tmp_path / "runner.toml"
     config.write_text(f'storage = "sqlite:///{tmp_path / "from-config.db"}"\n')
     monkeypatch.setenv("OPTUNA_SPARK_CONFIG", str(config))
@@ -489,6 +494,8 @@ def test_submit_ends_with_the_scripts_exit_status_and_refuses_bad_scripts(tmp_pa
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
         assert not list(clean.iterdir()), "a refused submit creates nothing"
+    proc = _submit(tmp_path / "clean")
+    assert proc.returncode == 2 and "give the Python script" in proc.stderr, proc.stderr
 
 
 def subprocess_json(cwd: Path, *args: str) -> dict:

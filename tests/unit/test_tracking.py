@@ -35,8 +35,8 @@ from optuna_spark.tracking import (
 
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://mlflow.example.org/prefix", "databricks",
-                                 "databricks://profile", "sqlite:///mlflow.db", "file:///tmp/mlruns",
-                                 "mysql+pymysql://mlflow@db/mlflow"])
+                                 "databricks://profile", "sqlite:///mlflow.db",
+                                 "mysql+pymysql://mlflow@db/mlflow?ssl_key=/etc/k.pem"])
 def test_tracking_uris_taken(uri: str) -> None:
     assert check_tracking_uri(uri) == uri
 
@@ -51,6 +51,11 @@ def test_tracking_uris_taken(uri: str) -> None:
     ("https://user:secret@host", "MLFLOW_TRACKING_USERNAME"),
     ("https://token@host", "must not carry a user or password"),
     ("mysql://mlflow:secret@db/mlflow", "must not carry"),
+    ("http://host:99999", "port"),
+    ("http://host:abc", "port"),
+    ("https://host/?token=secret", "MLFLOW_TRACKING_TOKEN"),
+    ("https://host/x?Access_Key=secret&a=1", "Access_Key"),
+    ("file:///tmp/mlruns", "MLFLOW_ALLOW_FILE_STORE"),
 ])
 def test_tracking_uris_refused_in_one_line_without_the_secret(uri: str, says: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -380,3 +385,23 @@ def test_the_command_line_and_the_config_file_set_them_and_the_job_carries_them(
                                       "--mlflow-tracking-uri", "https://u:secret@h"])
     with pytest.raises(ConfigError, match="must not carry a user or password"):
         build_settings("tune", vars(args), {})
+
+
+def test_a_file_store_is_taken_where_mlflow_allows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert check_tracking_uri("file:///tmp/mlruns") == "file:///tmp/mlruns"
+
+
+def test_an_artifact_dir_that_cannot_be_a_folder_is_refused_before_anything_runs(tmp_path) -> None:
+    from optuna_spark.config import check_artifact_dir
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for bad, says in ((str(a_file), "is not a directory"), (str(a_file / "below"), "is not a directory"),
+                      ("relative/dir", "absolute path"), ("/" + "x" * 300, "at most 255")):
+        with pytest.raises(ConfigError, match=says):
+            check_artifact_dir(bad)
+        with pytest.raises(ConfigError, match=says):
+            StudySettings(name="s", storage="sqlite:///x.db", n_trials=1, artifact_dir=bad).validate()
+    check_artifact_dir(str(tmp_path / "new" / "deeper"))  # made when the run starts
+    assert not (tmp_path / "new").exists()
