@@ -332,6 +332,10 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         crash = spark_failure_line(exc)
         if password:
             crash = crash.replace(password, "***")
+    except BaseException:  # Ctrl-C, a signal: the tracker's thread must not outlive the run
+        if tracker is not None:
+            tracker.abort()
+        raise
     finally:
         monitor.stop_event.set()
         monitor.join(timeout=5)

@@ -85,6 +85,9 @@ class TrackingSettingsError(ConfigError):
 
 # ---------------------------------------------------------------------------- pure parts
 
+ABORT_FLUSH_SECONDS = 2.0  # what an interrupted run still logs before it lets go
+
+
 def redact_uri(uri: str) -> str:
     """The URI as it may be printed: a password written into it hidden (`scheme://user:***@host`)."""
     from optuna_spark.storage import redact_url
@@ -458,6 +461,15 @@ class Tracker:
         self.started_ms = int(time.time() * 1000)
         self._trials: dict[int, Any] = {}
         self._env = http_defaults()
+        self.aborted = False
+
+    def abort(self) -> None:
+        """The run was interrupted (Ctrl-C, a signal): the thread logs what it can within a
+        couple of seconds and stops, the parent run ends KILLED, and MLflow's HTTP settings go
+        back to what they were. A later call of the same session starts a tracker of its own."""
+        self.aborted = True
+        self.flush_seconds = min(self.flush_seconds, ABORT_FLUSH_SECONDS)
+        self.finish(None)
 
     # -- life cycle
 
@@ -478,7 +490,7 @@ class Tracker:
         (FAILED when the run had errors or no summary) and returns what was and was not logged."""
         self.final_trials = trials
         if summary is None or summary.get("errors"):
-            self.final_status = "FAILED"
+            self.final_status = "KILLED" if self.aborted else "FAILED"
         if summary is not None:
             best = summary.get("best") or {}
             if best.get("value") is not None:
@@ -673,7 +685,12 @@ class Tracker:
                 continue
             with tempfile.TemporaryDirectory(prefix="optuna-spark-artifact-") as folder:
                 copy = os.path.join(folder, names[artifact_id])
-                shutil.copyfile(source, copy)
+                try:
+                    shutil.copyfile(source, copy)
+                except OSError as exc:  # this file cannot be read here: skipped, the trial's run goes on
+                    self.error = f"trial {trial.number}: file {names[artifact_id]} not logged: {error_line(exc)}"
+                    run.artifacts_done.add(artifact_id)
+                    continue
                 self.client.log_artifact(run.run_id, copy, artifact_path=ARTIFACT_PATH)
             run.artifacts_done.add(artifact_id)
 

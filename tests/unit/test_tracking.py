@@ -405,3 +405,56 @@ def test_an_artifact_dir_that_cannot_be_a_folder_is_refused_before_anything_runs
             StudySettings(name="s", storage="sqlite:///x.db", n_trials=1, artifact_dir=bad).validate()
     check_artifact_dir(str(tmp_path / "new" / "deeper"))  # made when the run starts
     assert not (tmp_path / "new").exists()
+
+
+def test_an_interrupted_run_stops_its_tracker_ends_the_parent_killed_and_restores_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    trials = [_running(n) for n in range(2)]
+    client = FakeClient()
+    tracker = _tracker(client)
+    tracker.start(FakeStorage(trials), 1)
+    _wait(lambda: tracker.parent_run_id is not None)
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" in os.environ  # the run's own HTTP settings, while it runs
+    trials[0].state = TrialState.COMPLETE
+    started = time.monotonic()
+    tracker.abort()
+    assert time.monotonic() - started < 10
+    assert tracker.thread is not None and not tracker.thread.is_alive()
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    parent = next(r for r in client.runs.values() if "mlflow.parentRunId" not in r["tags"])
+    assert parent["status"] == "KILLED"
+
+
+def test_a_file_that_cannot_be_read_skips_that_file_not_the_other_trials(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    class ArtifactClient(FakeClient):
+        def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
+            self._check()
+            self.runs[run_id].setdefault("artifacts", []).append(os.path.basename(path))
+
+    import os
+
+    (tmp_path / "a").write_text("model")
+    meta = '{"artifact_id": "a", "filename": "model.json", "mimetype": null, "encoding": null}'
+    trials = [_running(0), _running(1)]
+    trials[0].system_attrs["artifacts:a"] = meta
+    real = shutil.copyfile
+
+    def copyfile(src: str, dst: str, **kwargs: Any) -> Any:
+        if src.endswith(os.sep + "a"):
+            raise PermissionError(13, "Permission denied", src)
+        return real(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    client = ArtifactClient()
+    tracker = _tracker(client, artifact_dir=str(tmp_path))
+    tracker.start(FakeStorage(trials), 1)
+    for t in trials:
+        t.state = TrialState.COMPLETE
+    report = tracker.finish(trials, {"errors": [], "finished": 2})
+    assert report["logged"] == 2 and report["n_not_logged"] == 0, report
+    assert sorted(client.trial_runs()) == ["0", "1"]
