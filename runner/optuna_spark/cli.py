@@ -5,6 +5,8 @@
     optuna-spark best   --study NAME
     optuna-spark report --study NAME --output-dir DIR     (- : a tar of the report on stdout)
 
+Each sub-command's flags are made from the one option table, optuna_spark.config.OPTIONS.
+
 Exit status: 0 done; 1 the run or the storage failed; 2 bad usage. Errors are one line on
 stderr, never a traceback (OPTUNA_SPARK_DEBUG=1 shows one).
 """
@@ -24,15 +26,13 @@ from typing import Any, NoReturn
 
 from optuna_spark import __version__
 from optuna_spark.config import (
+    CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
-    DIRECTIONS,
-    FAST_START_JAVA_OPTIONS,
-    PRUNERS,
-    RUNTIME_MODES,
-    SAMPLERS,
-    SPLITS,
+    DEFAULT_STUDY,
+    OPTIONS,
     ConfigError,
     Job,
+    Option,
     RunSettings,
     SparkSettings,
     build_settings,
@@ -71,116 +71,92 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _storage_args(p: argparse.ArgumentParser, output: bool = True) -> None:
-    p.add_argument("--config",
-                   help=f"runner TOML file (default: $OPTUNA_SPARK_CONFIG or {DEFAULT_CONFIG_PATH} if present)")
-    p.add_argument("--storage", help="SQLAlchemy URL without password (default: sqlite under --work-dir)")
-    p.add_argument("--password-file", help="file (mode 0600) holding the storage password; "
-                                           "or set OPTUNA_SPARK_STORAGE_PASSWORD")
-    p.add_argument("--work-dir", help="local state: default storage, logs, job files (default: ./work)")
-    if output:
-        p.add_argument("--output", choices=("text", "json"))
+# The argparse type of an option's kind (optuna_spark.config.Option.kind): a str needs none.
+_ARG_TYPES: dict[str, Callable[[str], Any]] = {"int": _number(int), "float": _number(float), "bool": _boolean}
 
 
-def _spark_args(p: argparse.ArgumentParser) -> None:
-    """The Spark settings of the commands that start an application (tune, submit)."""
-    p.add_argument("--master", help="local[N], spark://HOST:7077, yarn, k8s://... (default local[*])")
-    p.add_argument("--runtime", choices=RUNTIME_MODES,
-                      help="installed: python at the same path on every node; archive: ship --archive")
-    p.add_argument("--python", help="executors' python (runtime installed; default: this one)")
-    p.add_argument("--driver-python", help="driver's python (default: --python, or this one)")
-    p.add_argument("--archive", help="packed runtime (optuna-env.tar.gz) for --runtime archive")
-    p.add_argument("--spark-submit", help="spark-submit to call (default: $SPARK_HOME/bin or PATH)")
-    p.add_argument("--spark-home", help="Spark's home, exported as SPARK_HOME (its bin/spark-submit is used)")
-    p.add_argument("--spark-conf-dir", help="Spark's conf directory, exported as SPARK_CONF_DIR")
-    p.add_argument("--spark-secret-file",
-                      help="file (mode 0600/0640) holding the cluster's Spark RPC secret (spark.authenticate)")
-    p.add_argument("--executor-cores", type=_number(int))
-    p.add_argument("--executor-memory")
-    p.add_argument("--driver-memory")
-    p.add_argument("--task-cpus", type=_number(int))
-    p.add_argument("--gpu", action="store_true", default=None,
-                      help="one GPU per executor and per task; XGBoost runs on cuda:<task's GPU>")
-    p.add_argument("--gpu-discovery-script")
-    p.add_argument("--max-task-failures", type=_number(int))
-    p.add_argument("--driver-java-options", metavar="OPTS",
-                      help=f"JVM options of the driver (default {FAST_START_JAVA_OPTIONS!r}: faster start-up; "
-                           "'' for none; write --driver-java-options=-X...)")
-    p.add_argument("--conf", action="append", metavar="KEY=VALUE",
-                      help="extra Spark setting, repeatable")
-    p.add_argument("--verbose", action="store_true", default=None, help="copy Spark's log to stderr")
+def _option_help(option: Option) -> str | None:
+    """The option's help with its default (Option.shown_default) unless it has none, escaped for
+    argparse's %-formatting."""
+    no_default = option.default_text is None and option.default in (None, {})
+    text = option.help
+    if not (option.switch or option.required or no_default):
+        text = f"{text} (default: {option.shown_default})"
+    return text.replace("%", "%%") if text else None
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    """One flag of the table. Its argparse default is None, "not given": build_settings applies
+    the config file's value, then Option.default."""
+    if option.switch:
+        parser.add_argument(option.flag, action="store_true", default=None, help=_option_help(option))
+        return
+    kwargs: dict[str, Any] = {"help": _option_help(option)}
+    if option.kind in _ARG_TYPES:
+        kwargs["type"] = _ARG_TYPES[option.kind]
+    if option.choices:
+        kwargs["choices"] = option.choices
+    if option.repeatable:
+        kwargs["action"] = "append"
+    if option.metavar is not None:
+        kwargs["metavar"] = option.metavar
+    if option.required:
+        kwargs["required"] = True
+    parser.add_argument(option.flag, **kwargs)
+
+
+_AddFlag = Callable[[argparse.ArgumentParser], object]
+
+
+def _add_options(parser: argparse.ArgumentParser, command: str,
+                 before: dict[str, tuple[_AddFlag, ...]] | None = None) -> None:
+    """The flags of OPTIONS that `command` takes, in the table's order; `before[key]` adds flags
+    that are not in the table (written here) just before the table's `key`."""
+    for option in OPTIONS:
+        if command in option.flag_commands:
+            for add in (before or {}).get(option.key, ()):
+                add(parser)
+            _add_option(parser, option)
+
+
+def _config_flag(p: argparse.ArgumentParser) -> object:
+    """--config: where the settings come from, not one of them."""
+    return p.add_argument(
+        "--config", help=f"runner TOML file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH} if present)")
+
+
+def _study_flag(required: bool = False, text: str | None = None) -> _AddFlag:
+    """--study: read by each command itself (optuna_spark.config.build_settings), not a setting."""
+    return lambda p: p.add_argument("--study", required=required, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: each sub-command's flags from optuna_spark.config.OPTIONS; written here
+    only --version, --study, --config, the positional arguments and the sub-commands' texts."""
     parser = _Parser(prog="optuna-spark", description="Run Optuna studies on Apache Spark.")
     parser.add_argument("--version", action="version", version=f"optuna-spark {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     tune = sub.add_parser("tune", help="submit a study to Spark and run it to its budget")
-    tune.add_argument("--objective",
-                      help="quadratic, xgboost-wine, sleep, or module:function / file.py:function")
-    tune.add_argument("--study", help="study name (default: optuna-spark)")
-    tune.add_argument("--direction", choices=DIRECTIONS, action="append",
-                      help="minimize or maximize, once per objective value (default: one, minimize)")
-    tune.add_argument("--sampler", choices=SAMPLERS,
-                      help="tpe (default), random, cmaes, gp, nsga2, qmc; task i seeds with --seed + i")
-    tune.add_argument("--callback", action="append", metavar="MODULE:FUNCTION",
-                      help="called with (study, trial) after each trial, as Optuna's callbacks; repeatable")
-    tune.add_argument("--n-trials", type=_number(int), help="study-wide budget of finished trials")
-    tune.add_argument("--timeout", type=_number(float), help="stop starting trials after SECONDS")
-    tune.add_argument("--n-jobs", type=_number(int), help="concurrent Spark tasks (default 2)")
-    tune.add_argument("--split", choices=SPLITS,
-                      help="shared: tasks pull from one exact budget; static: the seed's fixed share")
-    tune.add_argument("--seed", type=_number(int), help="TPE sampler seed (task i uses seed + i)")
-    tune.add_argument("--pruner", choices=PRUNERS)
-    tune.add_argument("--mlflow-tracking-uri", metavar="URI", help="log every trial as a nested MLflow run")
-    tune.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the study's name)")
-    tune.add_argument("--artifact-dir", metavar="DIR", help="trials' files: optuna_spark.artifact_store(trial)")
-    _spark_args(tune)
-    tune.add_argument("--heartbeat-interval", type=_number(int),
-                      help="seconds between a trial's heartbeats (default 10)")
-    tune.add_argument("--grace-period", type=_number(int),
-                      help="seconds without a heartbeat after which a trial of this run is taken for dead (default 30; "
-                           "--outage-timeout + 2 heartbeat intervals + 5 when that is longer)")
-    tune.add_argument("--max-retry", type=_number(int), help="retries of a trial whose task died (default 2)")
-    tune.add_argument("--trial-timeout", type=_number(float),
-                      help="fail a trial that runs longer than SECONDS and replace its process")
-    tune.add_argument("--outage-timeout", type=_number(float),
-                      help="seconds a task waits for an unreachable storage before it gives up (default 120)")
-    tune.add_argument("--data", metavar="PATH",
-                      help="the study's data set, given to objective(trial, data) as a pandas DataFrame: a "
-                           "Parquet or CSV file of this machine, or a URL Spark reads (hdfs://, s3a://, file://)")
-    tune.add_argument("--data-format", choices=("parquet", "csv"),
-                      help="default: csv for .csv/.tsv/.txt, else parquet")
-    tune.add_argument("--data-sep", metavar="CHAR", help="CSV separator (default ','; \\t for a tab)")
-    tune.add_argument("--data-header", type=_boolean, metavar="true|false",
-                      help="CSV: the first line names the columns (default true)")
-    tune.add_argument("--target", metavar="COLUMN",
-                      help="the label column, checked to exist (xgboost-wine: default quality)")
-    _storage_args(tune)
-
+    _add_options(tune, "tune", {"direction": (_study_flag(text=f"study name (default: {DEFAULT_STUDY})"),),
+                                "storage": (_config_flag,)})
     status = sub.add_parser("status", help="counts by state of one study, or list all studies")
-    status.add_argument("--study")
-    _storage_args(status)
+    _add_options(status, "status", {"storage": (_study_flag(), _config_flag)})
     best = sub.add_parser("best", help="the best trial of a study")
-    best.add_argument("--study", required=True)
-    _storage_args(best)
+    _add_options(best, "best", {"storage": (_study_flag(required=True), _config_flag)})
     report = sub.add_parser(
         "report", help="a study's report: HTML that opens offline, PNG plots, trials.csv",
         description="Writes report.html (plotly's script embedded: no network needed), one PNG per plot, "
                     "trials.csv (every trial) and report.json into --output-dir. With --output-dir -, the "
                     "same files go to stdout as an uncompressed tar and nothing else does: "
                     "optuna-spark report --study S --output-dir - | tar -x -C DIR")
-    report.add_argument("--study", required=True)
-    report.add_argument("--output-dir", required=True, metavar="DIR",
-                        help="the report's folder (created), or - for a tar on stdout")
-    _storage_args(report)
+    _add_options(report, "report", {"output_dir": (_study_flag(required=True),), "storage": (_config_flag,)})
     optuna_cmd = sub.add_parser(
         "optuna", help="Optuna's own command line on the configured storage",
         description="Runs `optuna ARGS` with OPTUNA_STORAGE set from the runner's storage and "
                     "password (in the environment, never on a command line). "
                     "Example: optuna-spark optuna -- trials --study-name optuna-spark -f json")
-    _storage_args(optuna_cmd)
+    _add_options(optuna_cmd, "optuna", {"storage": (_config_flag,)})
     optuna_cmd.add_argument("optuna_args", nargs=argparse.REMAINDER)
     submit_cmd = sub.add_parser(
         "submit", help="run your own Python script (optuna_spark.optimize) on the configured Spark",
@@ -189,8 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "reads it with optuna_spark.rdb_storage() ($OPTUNA_SPARK_STORAGE, the password in a "
                     "private file, never on a command line). Arguments after SCRIPT go to the script. "
                     "Example: optuna-spark submit train.py -- --study demo")
-    _spark_args(submit_cmd)
-    _storage_args(submit_cmd, output=False)
+    _add_options(submit_cmd, "submit", {"storage": (_config_flag,)})
     submit_cmd.add_argument("script", metavar="SCRIPT", nargs="?",
                             help="the Python script (.py) to run as the Spark application")
     submit_cmd.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS",

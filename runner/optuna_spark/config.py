@@ -2,7 +2,8 @@
 
 Everything here is pure: no Spark, no database. The command line (``cli.py``) and the runner's
 TOML file feed these dataclasses; ``submit.py`` turns them into a ``spark-submit`` command line and
-``spark_app.py`` receives them as a job file.
+``spark_app.py`` receives them as a job file. ``OPTIONS`` is the one table of the options: their
+types, defaults, checks, config keys, and the flags and help that ``cli.build_parser`` makes of them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ARCHIVE_ALIAS = "environment"
 ARCHIVE_PYTHON = f"./{ARCHIVE_ALIAS}/bin/python"
 
 DEFAULT_CONFIG_PATH = Path("/etc/optuna-spark/runner.toml")
+DEFAULT_STUDY = "optuna-spark"  # tune's study without --study
 MAX_SEED = 2**32 - 1  # NumPy's RandomState, which Optuna's samplers seed
 MAX_TASKS = 100_000  # more Spark tasks than any cluster runs at once
 PASSWORD_ENV = "OPTUNA_SPARK_STORAGE_PASSWORD"
@@ -344,7 +346,13 @@ SPARK_COMMANDS = ("tune", "submit")
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its type, default, range or choices, and where it may come from."""
+    """One setting: its type, default, range or choices, where it may come from, and its flag.
+
+    The one table of the command line's options: `build_settings` reads the settings from it, and
+    `optuna_spark.cli.build_parser` adds each sub-command's flags from it, in the table's order
+    (argparse's own default stays None, "not given", so that the config file and `default` apply
+    after it; the help shows `shown_default`). The options table of docs/runner.md is checked
+    against it (tests/unit/test_option_table.py)."""
 
     key: str
     kind: Literal["int", "float", "str", "path", "bool", "table"]
@@ -353,68 +361,139 @@ class Option:
     above: float | None = None    # exclusive minimum of a number
     choices: tuple[str, ...] = ()
     in_file: bool = True          # may be a key of the config file
-    commands: tuple[str, ...] = ("tune",)
+    commands: tuple[str, ...] = ("tune",)   # the commands whose settings read it
+    help: str = ""                # the flag's help, without its default (added from shown_default)
+    metavar: str | None = None
+    repeatable: bool = False      # the flag may be given again: a list of values, in order
+    switch: bool = False          # a bool flag without a value (store_true); else `--flag true|false`
+    required: bool = False        # a flag its commands cannot do without
+    # The default in words, when it is worked out elsewhere (`default` is then None: not given).
+    default_text: str | None = None
+    # The sub-commands whose parser takes the flag: None, `commands`; (), none (a config key only).
+    flag_on: tuple[str, ...] | None = None
 
     @property
     def flag(self) -> str:
         return "--" + self.key.replace("_", "-")
 
+    @property
+    def flag_commands(self) -> tuple[str, ...]:
+        return self.commands if self.flag_on is None else self.flag_on
 
+    @property
+    def shown_default(self) -> str:
+        """The default as the help and docs/runner.md show it: `default_text`, else `default`
+        ("none" for None or an empty table, "off"/"on" for a bool). Pure."""
+        if self.required:
+            return "required"
+        if self.default_text is not None:
+            return self.default_text
+        value = self.default
+        if value is None or value == {}:
+            return "none"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+
+# In the order of each sub-command's --help (optuna_spark.cli adds --study and --config among them).
 OPTIONS: tuple[Option, ...] = (
-    Option("storage", "str", commands=ALL_COMMANDS),
-    Option("password_file", "path", commands=ALL_COMMANDS),
-    Option("work_dir", "path", "work", commands=ALL_COMMANDS),
-    Option("output", "str", "text", choices=("text", "json"), in_file=False,
-           commands=("tune", "status", "best", "report")),
-    Option("output_dir", "str", in_file=False, commands=("report",)),   # a folder, or - (a tar on stdout)
-    # The study dashboard's address (the optuna_dashboard role writes it): tune prints it when a
-    # study starts, status shows it. A config key only.
-    Option("dashboard_url", "str", commands=("tune", "status")),
-    Option("objective", "str", "quadratic", in_file=False),
-    Option("direction", "str", choices=DIRECTIONS, in_file=False),   # repeatable: one per objective
-    Option("callback", "str", in_file=False),                         # repeatable
-    Option("n_trials", "int", low=1, in_file=False),
-    Option("timeout", "float", above=0, in_file=False),
-    Option("n_jobs", "int", 2, low=1),
-    Option("split", "str", "shared", choices=SPLITS, in_file=False),
-    Option("seed", "int", in_file=False),
-    Option("pruner", "str", "none", choices=PRUNERS),
-    Option("sampler", "str", "tpe", choices=SAMPLERS),
-    Option("master", "str", "local[*]", commands=SPARK_COMMANDS),
-    Option("runtime", "str", "installed", choices=RUNTIME_MODES, commands=SPARK_COMMANDS),
-    Option("python", "path", commands=SPARK_COMMANDS),
-    Option("driver_python", "path", commands=SPARK_COMMANDS),
-    Option("archive", "path", commands=SPARK_COMMANDS),
-    Option("spark_submit", "path", commands=SPARK_COMMANDS),
-    Option("spark_home", "path", commands=SPARK_COMMANDS),
-    Option("spark_conf_dir", "path", commands=SPARK_COMMANDS),
-    Option("spark_secret_file", "path", commands=SPARK_COMMANDS),
-    Option("executor_cores", "int", low=1, commands=SPARK_COMMANDS),
-    Option("executor_memory", "str", commands=SPARK_COMMANDS),
-    Option("driver_memory", "str", commands=SPARK_COMMANDS),
-    Option("task_cpus", "int", 1, low=1, commands=SPARK_COMMANDS),
-    Option("gpu", "bool", False, commands=SPARK_COMMANDS),
-    Option("gpu_discovery_script", "path", commands=SPARK_COMMANDS),
-    Option("max_task_failures", "int", low=1, commands=SPARK_COMMANDS),
-    Option("driver_java_options", "str", FAST_START_JAVA_OPTIONS, commands=SPARK_COMMANDS),
-    Option("conf", "table", {}, commands=SPARK_COMMANDS),
-    Option("heartbeat_interval", "int", 10, low=1),
-    Option("grace_period", "int", 30, low=1),
-    Option("max_retry", "int", 2, low=0),
-    Option("outage_timeout", "float", 120.0, above=0),
-    Option("trial_timeout", "float", above=0),
-    Option("mlflow_tracking_uri", "str"),   # optuna_spark.tracking: every trial an MLflow run
-    Option("mlflow_experiment", "str"),     # default: the study's name
-    Option("artifact_dir", "path"),         # trials' files: optuna_spark.artifact_store(trial)
-    Option("verbose", "bool", False, in_file=False, commands=SPARK_COMMANDS),
+    Option("objective", "str", "quadratic", in_file=False,
+           help="quadratic, xgboost-wine, sleep, or module:function / file.py:function"),
+    Option("direction", "str", choices=DIRECTIONS, in_file=False, repeatable=True, default_text="minimize",
+           help="minimize or maximize, once per objective value"),
+    Option("sampler", "str", "tpe", choices=SAMPLERS, help="Optuna's sampler; task i seeds with --seed + i"),
+    Option("callback", "str", in_file=False, repeatable=True, metavar="MODULE:FUNCTION",
+           help="called with (study, trial) after each trial, as Optuna's callbacks; repeatable"),
+    Option("n_trials", "int", low=1, in_file=False, default_text="200 for quadratic, else 100, without --timeout",
+           help="study-wide budget of finished trials"),
+    Option("timeout", "float", above=0, in_file=False, help="stop starting trials after SECONDS"),
+    Option("n_jobs", "int", 2, low=1, help="concurrent Spark tasks"),
+    Option("split", "str", "shared", choices=SPLITS, in_file=False,
+           help="shared: tasks pull from one exact budget; static: the seed's fixed share"),
+    Option("seed", "int", in_file=False, help="sampler seed (task i uses seed + i)"),
+    Option("pruner", "str", "none", choices=PRUNERS, help="Optuna's pruner (one objective)"),
+    Option("mlflow_tracking_uri", "str", metavar="URI",     # optuna_spark.tracking: every trial an MLflow run
+           help="log every trial as a nested MLflow run"),
+    Option("mlflow_experiment", "str", metavar="NAME", default_text="the study's name", help="MLflow experiment"),
+    Option("artifact_dir", "path", metavar="DIR",            # trials' files: optuna_spark.artifact_store(trial)
+           help="trials' files: optuna_spark.artifact_store(trial)"),
+    Option("master", "str", "local[*]", commands=SPARK_COMMANDS,
+           help="local[N], spark://HOST:7077, yarn, k8s://..."),
+    Option("runtime", "str", "installed", choices=RUNTIME_MODES, commands=SPARK_COMMANDS,
+           help="installed: python at the same path on every node; archive: ship --archive"),
+    Option("python", "path", commands=SPARK_COMMANDS, default_text="this interpreter",
+           help="executors' python, with --runtime installed"),
+    Option("driver_python", "path", commands=SPARK_COMMANDS, default_text="--python, else this interpreter",
+           help="driver's python"),
+    Option("archive", "path", commands=SPARK_COMMANDS, help="packed runtime (optuna-env.tar.gz) for --runtime archive"),
+    Option("spark_submit", "path", commands=SPARK_COMMANDS,
+           default_text="$SPARK_HOME/bin/spark-submit, else the PATH's", help="spark-submit to call"),
+    Option("spark_home", "path", commands=SPARK_COMMANDS,
+           help="Spark's home, exported as SPARK_HOME (its bin/spark-submit is used)"),
+    Option("spark_conf_dir", "path", commands=SPARK_COMMANDS, default_text="$SPARK_CONF_DIR, else $SPARK_HOME/conf",
+           help="Spark's conf directory, exported as SPARK_CONF_DIR"),
+    Option("spark_secret_file", "path", commands=SPARK_COMMANDS,
+           help="file (mode 0600/0640) holding the cluster's Spark RPC secret (spark.authenticate)"),
+    Option("executor_cores", "int", low=1, commands=SPARK_COMMANDS, default_text="Spark's",
+           help="cores of an executor: spark.executor.cores"),
+    Option("executor_memory", "str", commands=SPARK_COMMANDS, default_text="Spark's",
+           help="memory of an executor such as 4g: spark.executor.memory"),
+    Option("driver_memory", "str", commands=SPARK_COMMANDS, default_text="Spark's",
+           help="memory of the driver such as 2g: spark.driver.memory"),
+    Option("task_cpus", "int", 1, low=1, commands=SPARK_COMMANDS, help="cores of a task: spark.task.cpus"),
+    Option("gpu", "bool", False, commands=SPARK_COMMANDS, switch=True,
+           help="one GPU per executor and per task; XGBoost runs on cuda:<task's GPU>"),
+    Option("gpu_discovery_script", "path", commands=SPARK_COMMANDS,
+           help="the script that lists an executor's GPUs (spark.executor.resource.gpu.discoveryScript)"),
+    Option("max_task_failures", "int", low=1, commands=SPARK_COMMANDS, default_text="Spark's",
+           help="attempts of a Spark task: spark.task.maxFailures"),
+    Option("driver_java_options", "str", FAST_START_JAVA_OPTIONS, commands=SPARK_COMMANDS, metavar="OPTS",
+           help="JVM options of the driver ('' for none; write --driver-java-options=-X...); the default "
+                "starts it faster"),
+    Option("conf", "table", {}, commands=SPARK_COMMANDS, repeatable=True, metavar="KEY=VALUE",
+           help="extra Spark setting, repeatable"),
+    Option("verbose", "bool", False, in_file=False, commands=SPARK_COMMANDS, switch=True,
+           help="copy Spark's log to stderr"),
+    Option("heartbeat_interval", "int", 10, low=1, help="seconds between a trial's heartbeats"),
+    Option("grace_period", "int", 30, low=1,
+           help="seconds without a heartbeat after which a trial of this run is taken for dead "
+                "or, when that is longer, after --outage-timeout + 2 heartbeat intervals + 5"),
+    Option("max_retry", "int", 2, low=0, help="retries of a trial whose task died"),
+    Option("trial_timeout", "float", above=0,
+           help="fail a trial that runs longer than SECONDS and replace its process"),
+    Option("outage_timeout", "float", 120.0, above=0,
+           help="seconds a task waits for an unreachable storage before it gives up"),
     # tune --data (optuna_spark.dataset): the study's data set, its format and the label column. The
     # data set itself is command-line only (a config file's would reach every objective, also the
     # (trial)-only ones); its format, separator, header and label may be the config file's defaults.
-    Option("data", "str", in_file=False),
-    Option("data_format", "str", choices=("parquet", "csv")),
-    Option("data_sep", "str"),
-    Option("data_header", "bool"),
-    Option("target", "str"),
+    # Their defaults apply in data_settings: None here is "not given".
+    Option("data", "str", in_file=False, metavar="PATH",
+           help="the study's data set, given to objective(trial, data) as a pandas DataFrame: a Parquet or "
+                "CSV file of this machine, or a URL Spark reads (hdfs://, s3a://, file://)"),
+    Option("data_format", "str", choices=("parquet", "csv"), default_text="csv for .csv/.tsv/.txt, else parquet",
+           help="the data set's format"),
+    Option("data_sep", "str", metavar="CHAR", default_text=",", help="CSV separator (\\t for a tab)"),
+    Option("data_header", "bool", metavar="true|false", default_text="true",
+           help="CSV: the first line names the columns"),
+    Option("target", "str", metavar="COLUMN", default_text="none; xgboost-wine: quality",
+           help="the label column, checked to exist"),
+    Option("output_dir", "str", in_file=False, commands=("report",), metavar="DIR", required=True,
+           help="the report's folder (created), or - for a tar on stdout"),
+    # The study dashboard's address (the optuna_dashboard role writes it): tune prints it when a
+    # study starts, status shows it. A config key only.
+    Option("dashboard_url", "str", commands=("tune", "status"), flag_on=()),
+    Option("storage", "str", commands=ALL_COMMANDS, default_text="SQLite file optuna.db in --work-dir",
+           help="SQLAlchemy URL without password"),
+    Option("password_file", "path", commands=ALL_COMMANDS,
+           help=f"file (mode 0600) holding the storage password; or set {PASSWORD_ENV}"),
+    Option("work_dir", "path", "work", commands=ALL_COMMANDS, help="local state: default storage, logs, job files"),
+    # `optuna` takes the flag too (and ignores it).
+    Option("output", "str", "text", choices=("text", "json"), in_file=False,
+           commands=("tune", "status", "best", "report"), flag_on=("tune", "status", "best", "report", "optuna"),
+           help="the summary's form"),
 )
 FILE_KEYS = tuple(o.key for o in OPTIONS if o.in_file)
 _BY_KEY = {o.key: o for o in OPTIONS}
@@ -686,7 +765,7 @@ def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str
 
     name = cli.get("study")
     if name is None:
-        name = "optuna-spark"
+        name = DEFAULT_STUDY
     spark = _spark_settings(values, f"optuna-spark:{name}")
     n_trials, timeout = values["n_trials"], values["timeout"]
     if n_trials is None and timeout is None:
