@@ -49,7 +49,7 @@ import datetime
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 BUDGET_TABLE = "optuna_spark_budget"
@@ -135,6 +135,49 @@ def _naive(value: Any) -> Any:
     return value.replace(tzinfo=None) if isinstance(value, datetime.datetime) else value
 
 
+@dataclass
+class ForeignCount:
+    """`Ledger.foreign_finished`'s running count (pure: unit-tested). Trials below `frontier`
+    are final; `advance` takes the study's trials from `frontier` on, in id order, as rows
+    `(trial_id, number, state, ours)` with the `retry_history` attributes `(trial_id, json)` of
+    the same range, and returns the count of every finished foreign trial less the retried
+    FAILs."""
+
+    frontier: int = 0
+    below: int = 0                                   # finished foreign trials below the frontier
+    failed: set[int] = field(default_factory=set)    # their FAILs' numbers
+    retried: set[int] = field(default_factory=set)   # numbers in retry_history below the frontier
+
+    def advance(self, rows: Sequence[Sequence[Any]], histories: Iterable[Sequence[Any]]) -> int:
+        from optuna.trial import TrialState
+
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        new_frontier = self.frontier
+        for trial_id, _number, state, _ours in rows:
+            if TrialState(state) not in done:
+                new_frontier = int(trial_id)
+                break
+            new_frontier = int(trial_id) + 1
+        count, failed, retried = self.below, set(self.failed), set(self.retried)
+        for trial_id, number, state, ours in rows:
+            state = TrialState(state)
+            if state in done and not ours:
+                count += 1
+                if state == TrialState.FAIL:
+                    failed.add(int(number))
+                if trial_id < new_frontier:
+                    self.below += 1
+                    if state == TrialState.FAIL:
+                        self.failed.add(int(number))
+        for trial_id, text in histories:
+            numbers = {int(n) for n in json.loads(text)}
+            retried |= numbers
+            if trial_id < new_frontier:
+                self.retried |= numbers
+        self.frontier = new_frontier
+        return count - len(failed & retried)
+
+
 class Ledger:
     """Claims and trial state changes of one study. `rdb` is the task's Optuna RDBStorage (its
     trial-building helpers are used inside the ledger's own transactions)."""
@@ -173,6 +216,7 @@ class Ledger:
         )
         self.study_id = study_id
         self.rdb = rdb
+        self._counted = ForeignCount()
 
     # ------------------------------------------------------------------ set-up (driver)
 
@@ -363,7 +407,9 @@ class Ledger:
             if row is None and not self._take_slot(session, token, limit, grace):
                 return None
             trial_id, created = None, False
+            # WAITING trials are not final: none lies below the frontier (see foreign_finished).
             waiting = session.execute(select(t.c.trial_id).where(t.c.study_id == self.study_id,
+                                                                 t.c.trial_id >= self.frontier,
                                                                  t.c.state == TrialState.WAITING)
                                       .order_by(t.c.number)).scalars().all()
             for candidate in waiting:
@@ -373,9 +419,7 @@ class Ledger:
                     trial_id = int(candidate)
                     break
             if trial_id is None:
-                trial = self.rdb._get_prepared_new_trial(self.study_id, None, session)
-                session.flush()
-                trial_id, created = int(trial.trial_id), True
+                trial_id, created = self._new_trial(session), True
             self._bind(session, token, trial_id)
             # A new trial has no attribute or heartbeat yet: plain INSERTs. (An UPDATE or DELETE
             # that matches no row of the newest trial id would take a gap lock on MySQL up to the
@@ -391,6 +435,25 @@ class Ledger:
             else:
                 session.execute(update(h).where(h.c.trial_id == trial_id).values(heartbeat=func.now()))
             return trial_id
+
+    def _new_trial(self, session: Any) -> int:
+        """A new RUNNING trial of the study, as Optuna's `_create_new_trial` makes one (numbered
+        after the study's trials, its start time in naive UTC), under the study's row lock that
+        the caller holds. Optuna counts the study's trials for the number, which grows with the
+        study; the number of the study's newest trial plus one is the same count (trials are
+        numbered 0, 1, ... in creation order under that lock) read from the end of the study's
+        index, whatever the study's size."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import insert, select
+
+        t = models.TrialModel.__table__
+        newest = session.execute(select(t.c.number).where(t.c.study_id == self.study_id)
+                                 .order_by(t.c.trial_id.desc()).limit(1)).scalar()
+        number = 0 if newest is None else int(newest) + 1
+        res = session.execute(insert(t).values(study_id=self.study_id, number=number, state=TrialState.RUNNING,
+                                               datetime_start=_trial_clock()))
+        return int(res.inserted_primary_key[0])
 
     def _spent(self, token: str, limit: int) -> bool:
         """The budget is spent and `token` holds no claim, by a plain read (no row lock on MySQL, no
@@ -410,24 +473,33 @@ class Ledger:
     def foreign_finished(self) -> int:
         """`foreign_finished` of the study's trials, counted by the database: finished trials
         without this runner's claim, less the FAILs that were retried (Optuna's `retry_history`).
-        Cost grows with the study in SQL, not in Python: no trial is read."""
+
+        Kept incrementally, so a claim's cost does not grow with the study: a finished trial never
+        changes again (no state, attribute or claim is added to it), and a study's trials become
+        visible in id order (each is created under the study's row lock, Optuna's and ours). So
+        each call reads only the trials from `frontier` on (the oldest trial that was not yet
+        finished at the last call, or the first one after the newest seen) and adds the finished
+        ones below the new frontier to what it keeps. A trial of another client that stays
+        RUNNING for ever (its process died and nobody fails it) holds the frontier back, and the
+        reads grow again from there."""
         from optuna.storages._rdb import models
-        from optuna.trial import TrialState
-        from sqlalchemy import and_, func, select
+        from sqlalchemy import select
 
         t, a = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
         ours = select(a.c.trial_id).where(a.c.trial_id == t.c.trial_id, a.c.key == CLAIM_ATTR).exists()
-        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        foreign = and_(t.c.study_id == self.study_id, t.c.state.in_(done), ~ours)
+        above = (t.c.study_id == self.study_id) & (t.c.trial_id >= self.frontier)
         with self._reader.connect() as conn:
-            count = int(conn.execute(select(func.count()).select_from(t).where(foreign)).scalar() or 0)
-            failed = set(conn.execute(select(t.c.number).where(foreign, t.c.state == TrialState.FAIL)).scalars())
-            if not failed:
-                return count
-            histories = conn.execute(select(a.c.value_json).select_from(a.join(t, t.c.trial_id == a.c.trial_id))
-                                     .where(t.c.study_id == self.study_id, a.c.key == "retry_history")).scalars()
-            retried = {n for text in histories for n in json.loads(text)}
-        return count - len(failed & retried)
+            rows = conn.execute(select(t.c.trial_id, t.c.number, t.c.state, ours).where(above)
+                                .order_by(t.c.trial_id)).all()
+            histories = conn.execute(select(a.c.trial_id, a.c.value_json)
+                                     .select_from(a.join(t, t.c.trial_id == a.c.trial_id))
+                                     .where(above, a.c.key == "retry_history")).all()
+        return self._counted.advance(rows, histories)
+
+    @property
+    def frontier(self) -> int:
+        """No trial of the study below this id can still change (see `foreign_finished`)."""
+        return self._counted.frontier
 
     def take_waiting(self, token: str, waiting_ids: Sequence[int]) -> int | None:
         """Take the first of `waiting_ids` still WAITING (oldest first: a retry, or a trial the
@@ -539,7 +611,8 @@ class Ledger:
         return now is not None and beat is not None and (now - beat).total_seconds() > stale_after
 
     def running(self) -> tuple[datetime.datetime | None, list[Running]]:
-        """The database's clock now, and this runner's RUNNING trials of the study."""
+        """The database's clock now, and this runner's RUNNING trials of the study (none is below
+        the frontier: a RUNNING trial is not final, see `foreign_finished`)."""
         from optuna.storages._rdb import models
         from optuna.trial import TrialState
         from sqlalchemy import func, select
@@ -551,7 +624,8 @@ class Ledger:
                 select(c.c.trial_id, c.c.token, c.c.grace, c.c.bound_at, h.c.heartbeat)
                 .select_from(c.join(t, (t.c.trial_id == c.c.trial_id) & (t.c.study_id == c.c.study_id))
                              .outerjoin(h, h.c.trial_id == c.c.trial_id))
-                .where(c.c.study_id == self.study_id, t.c.state == TrialState.RUNNING)
+                .where(c.c.study_id == self.study_id, c.c.trial_id >= self.frontier,
+                       t.c.state == TrialState.RUNNING)
             ).all()
         return now, [Running(int(r[0]), r[1], float(r[2]), _naive(r[3]), _naive(r[4])) for r in rows]
 

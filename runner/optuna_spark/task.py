@@ -311,13 +311,16 @@ class TrialLoop:
         """The trial this task runs next, claimed, created (or a WAITING one taken), bound and
         given its first heartbeat in one transaction; None when the budget is spent. Finished
         trials of other clients count against the budget (counted by the database)."""
+        # Read on every claim, whatever the budget: it also moves the ledger's frontier, where
+        # the claim's search for WAITING trials starts (a few rows, however large the study).
+        foreign = self.guard.call(self.ledger.foreign_finished, "polling")
         if self.settings.n_trials is None:
             limit = UNLIMITED
         elif self.settings.budget_scope == "call":
             # optimize(n_trials=N): N claims more than the study held when this call began.
             limit = int(self.job.extra.get("claim_base", 0)) + self.settings.n_trials
         else:
-            limit = self.settings.n_trials - self.guard.call(self.ledger.foreign_finished, "polling")
+            limit = self.settings.n_trials - foreign
         attrs = {"host": self.host}
         window = staleness_window(self.settings.grace_period, self.settings.heartbeat_interval,
                                   self.settings.outage_timeout)

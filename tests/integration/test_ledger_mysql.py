@@ -133,6 +133,7 @@ def test_the_loops_one_transaction_claims_exactly_with_waiting_trials_first_and_
     trials = study._storage.get_all_trials(study._study_id)  # no cache: every row
     assert len(ran) == len(set(ran)) == 37 and setup.claimed() == 37
     assert len(trials) == 40 == len({t.number for t in trials}) == finished_trials(trials)
+    assert [t.number for t in sorted(trials, key=lambda t: t._trial_id)] == list(range(40))  # as Optuna numbers
     enqueued = [t for t in trials if "fixed_params" in t.system_attrs]
     assert len(enqueued) == 4 and all(t._trial_id in ran and t.state == TrialState.COMPLETE for t in enqueued)
     assert all(t.user_attrs["host"].startswith("h") for t in trials if t._trial_id in ran)

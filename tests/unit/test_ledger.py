@@ -308,6 +308,66 @@ def test_the_database_counts_foreign_trials_as_the_specification_does(tmp_path: 
     assert ledger.foreign_finished() == foreign_finished(study.get_trials()) == 4
 
 
+def test_the_kept_foreign_count_stays_equal_to_a_fresh_count_as_the_study_changes(tmp_path: Path) -> None:
+    """`foreign_finished` reads only the trials from its frontier on and keeps the rest: a
+    long-lived ledger, after every step of a random mix of plain clients' and the runner's trials
+    (a foreign RUNNING trial that holds the frontier back and ends late, WAITING trials taken
+    after the frontier moved past older ones, retries of FAILs far below the frontier), counts
+    what a fresh ledger and the Python specification count."""
+    import random
+
+    study, kept = setup(tmp_path)
+    rng = random.Random(7)
+    held = study.ask()                                           # a plain client's, ends at the end
+    asked: list[optuna.trial.Trial] = []
+    foreign_fails: list[int] = []
+    for step in range(120):
+        move = rng.choice(["add", "add", "fail", "ask", "tell", "enqueue", "ours", "ours", "retry"])
+        if move == "add":
+            study.add_trial(create_trial(state=rng.choice([TrialState.COMPLETE, TrialState.PRUNED]),
+                                         value=1.0, params={}, distributions={}))
+        elif move == "fail":
+            study.add_trial(create_trial(state=TrialState.FAIL, params={}, distributions={}))
+            foreign_fails.append(study.get_trials(deepcopy=False)[-1].number)
+        elif move == "ask":
+            asked.append(study.ask())
+        elif move == "tell" and asked:
+            study.tell(asked.pop(rng.randrange(len(asked))), 1.0)
+        elif move == "enqueue":
+            study.enqueue_trial({})
+        elif move == "ours":
+            trial_id = kept.claim_trial(f"t{step}", 10_000, 30)
+            assert trial_id is not None
+            kept.finish(f"t{step}", trial_id, rng.choice([TrialState.COMPLETE, TrialState.FAIL]), [1.0])
+        elif move == "retry" and foreign_fails:
+            number = foreign_fails.pop(0)                        # the oldest: far below the frontier
+            study.add_trial(create_trial(state=TrialState.WAITING, params={}, distributions={},
+                                         system_attrs={"failed_trial": number, "retry_history": [number]}))
+        fresh = another(tmp_path, study)
+        assert kept.foreign_finished() == fresh.foreign_finished() == foreign_finished(study.get_trials())
+        fresh.dispose()
+    assert kept.frontier <= held._trial_id                       # held back by the RUNNING one
+    study.tell(held, 1.0)
+    for trial in asked:
+        study.tell(trial, 1.0)
+    waiting = [t._trial_id for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert kept.foreign_finished() == foreign_finished(study.get_trials())
+    assert all(w >= kept.frontier for w in waiting)
+    taken = [kept.claim_trial(f"w{i}", 10_000, 30) for i in range(len(waiting))]
+    assert sorted(t for t in taken if t is not None) == sorted(waiting)   # every WAITING one found
+    for i, trial_id in enumerate(taken):
+        kept.finish(f"w{i}", trial_id, TrialState.COMPLETE, [1.0])  # type: ignore[arg-type]
+    assert kept.foreign_finished() == foreign_finished(study.get_trials())
+    assert kept.frontier == study.get_trials()[-1]._trial_id + 1  # all final: nothing re-read
+    live = kept.claim_trial("live", 10_000, 30)                  # the sweep's scan starts at the frontier too
+    kept.foreign_finished()
+    assert [r.trial_id for r in kept.running()[1]] == [live] == [r.trial_id for r in another(tmp_path, study).running()[1]]
+    # The runner numbers its new trials as Optuna does, between plain clients' ones: 0, 1, ...
+    # in creation order.
+    trials = sorted(study.get_trials(), key=lambda t: t._trial_id)
+    assert [t.number for t in trials] == list(range(len(trials)))
+
+
 def test_claim_trial_is_one_exact_transaction(tmp_path: Path) -> None:
     """The loop's claim: within the limit under concurrency, a retry finds its own trial, the
     oldest WAITING trial is taken first, the trial starts with its heartbeat and `host`."""
@@ -330,6 +390,7 @@ def test_claim_trial_is_one_exact_transaction(tmp_path: Path) -> None:
     trials = study.get_trials()
     assert len(won) == len(set(won)) == 30 and ledger.claimed() == 30 and ledger.state() == (30, 0)
     assert len(trials) == 30 and all(t.state == TrialState.RUNNING for t in trials)
+    assert [t.number for t in sorted(trials, key=lambda t: t._trial_id)] == list(range(30))  # as Optuna numbers
     assert first_waiting in won and [t.system_attrs["fixed_params"] for t in trials[:2]] == [{"x": 1.0}, {"x": 2.0}]
     assert all(t.system_attrs[CLAIM_ATTR] and t.user_attrs["host"].startswith("h") for t in trials)
     now, running = ledger.running()
