@@ -26,6 +26,9 @@ from typing import Any
 import optuna
 
 from optuna_spark.errors import OptimizeError
+from optuna_spark.optuna_internals import rdb_backend, study_storage
+from optuna_spark.optuna_internals import study_id as study_id_of
+from optuna_spark.optuna_internals import trial_id as trial_id_of
 
 ObjectiveFuncType = Callable[..., Any]
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -253,7 +256,7 @@ class _DriverCallbacks:
     def __init__(self, study: optuna.Study, callbacks: tuple[Callable[..., None], ...], stop_key: str) -> None:
         self.study, self.callbacks, self.stop_key = study, callbacks, stop_key
         # What was finished before the call is not its own.
-        self.seen: set[int] = {t._trial_id for t in study.get_trials(deepcopy=False, states=FINISHED)}
+        self.seen: set[int] = {trial_id_of(t) for t in study.get_trials(deepcopy=False, states=FINISHED)}
         self.error: BaseException | None = None
         self.stopped = False
         self.lock = threading.Lock()
@@ -270,15 +273,15 @@ class _DriverCallbacks:
 
     def _poll(self, storage: Any, study_id: int) -> None:
         trials = storage.get_all_trials(study_id, deepcopy=False, states=FINISHED)
-        new = sorted((t for t in trials if t._trial_id not in self.seen),
+        new = sorted((t for t in trials if trial_id_of(t) not in self.seen),
                      key=lambda t: (t.datetime_complete or datetime.datetime.max, t.number))
         if self.error is not None or self.stopped:
-            self.seen.update(t._trial_id for t in new)
+            self.seen.update(trial_id_of(t) for t in new)
             return
         self.study._thread_local.in_optimize_loop = True  # study.stop() is allowed here, as in Optuna
         try:
             for trial in new:
-                self.seen.add(trial._trial_id)
+                self.seen.add(trial_id_of(trial))
                 for callback in self.callbacks:
                     callback(self.study, copy.deepcopy(trial))
                 if self.study._stop_flag:
@@ -296,7 +299,7 @@ class _DriverCallbacks:
         """The stop key is the call's alone: removed from the study once it has ended."""
         study._stop_flag = False
         try:
-            study._storage.set_study_system_attr(study._study_id, self.stop_key, None)
+            study_storage(study).set_study_system_attr(study_id_of(study), self.stop_key, None)
         except Exception:  # noqa: BLE001 - a key left behind stops nothing (its call is over)
             pass
 
@@ -365,8 +368,7 @@ def _heartbeat_of(study: Any) -> tuple[int, int] | None:
     means it (`RDBStorage(url, heartbeat_interval=60, grace_period=120)`; no grace period: twice
     the interval, as Optuna's default): the tasks' heartbeats and the stale-trial sweep use them.
     None: the runner's defaults."""
-    storage = study._storage
-    rdb = storage._backend if type(storage).__name__ == "_CachedStorage" else storage
+    rdb = rdb_backend(study_storage(study))
     interval = getattr(rdb, "heartbeat_interval", None)
     if not interval:
         return None
@@ -458,9 +460,7 @@ def _storage_of(study: Any) -> tuple[str, str | None]:
 
     from optuna_spark.storage import StorageError, StorageTarget, check_connection, sqlite_path, validate_url
 
-    storage = study._storage
-    # Optuna's _CachedStorage wraps the RDBStorage (a JournalStorage has a `_backend` of its own)
-    rdb = storage._backend if type(storage).__name__ == "_CachedStorage" else storage
+    rdb = rdb_backend(study_storage(study))  # an RDB URL's study: Optuna's cache around the RDBStorage
     if not isinstance(rdb, optuna.storages.RDBStorage):
         raise OptimizeError(
             f"study {study.study_name!r} is on a {type(rdb).__name__}, which the Spark tasks cannot share: "

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optuna_spark.config import Job
+from optuna_spark.optuna_internals import study_id as study_id_of
 from optuna_spark.outage import first_line
 from optuna_spark.task import TaskInputs, safe_task
 
@@ -169,7 +170,7 @@ def prepare_study(storage: Any, target: Any, job: Any, on_event: EventSink = lam
     if settings.budget_scope == "study" and settings.n_trials is not None \
             and study.user_attrs.get("optuna_spark_budget") != settings.n_trials:
         study.set_user_attr("optuna_spark_budget", settings.n_trials)
-    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, storage)
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study_id_of(study), storage)
     try:
         ledger.create()
         ledger.ensure()
@@ -201,7 +202,7 @@ def prepare_study(storage: Any, target: Any, job: Any, on_event: EventSink = lam
             job.extra["shares"] = static_shares(max(0, left), settings.n_jobs)
     finally:
         ledger.dispose()
-    return int(study._study_id)
+    return study_id_of(study)
 
 
 def sqlite_wal(target: Any) -> None:

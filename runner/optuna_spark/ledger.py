@@ -38,8 +38,9 @@ study's row lock before its first plain read (whose snapshot the rest of the tra
 and the counter is only changed by conditional UPDATEs, which read its current value; lock order
 is always the study's row, then the counter's.
 
-The trial tables are Optuna's (`optuna.storages._rdb.models`, private); tests/unit/test_ledger.py
-pins the behaviour against the installed Optuna.
+The trial tables are Optuna's (`optuna.storages._rdb.models`, private), reached through
+optuna_spark.optuna_internals, whose tests pin what is used here against the installed Optuna;
+tests/unit/test_ledger.py pins the ledger's behaviour on top.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from optuna_spark.optuna_internals import frozen_trial_of, new_trial_in, rdb_models, set_trial_attr_in
 
 BUDGET_TABLE = "optuna_spark_budget"
 CLAIMS_TABLE = "optuna_spark_claims"
@@ -248,8 +251,8 @@ class Ledger:
         again under the same name can get the old one's id, on SQLite: its rows are another
         study's), and set the counter to the number of claim rows (a counter of an older runner
         version counted every trial)."""
-        from optuna.storages._rdb import models
         from sqlalchemy import delete, func, insert, select, update
+        models = rdb_models()
 
         b, c, t = self._budget, self._claims, models.TrialModel.__table__
         ours = select(t.c.trial_id).where(t.c.trial_id == c.c.trial_id, t.c.study_id == self.study_id).exists()
@@ -267,7 +270,7 @@ class Ledger:
 
     def _lock_study(self, session: Any) -> None:
         """Optuna's own lock for numbering a study's trials (its study row, FOR UPDATE)."""
-        from optuna.storages._rdb import models
+        models = rdb_models()
 
         models.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)
 
@@ -357,15 +360,15 @@ class Ledger:
         return None if row[0] is None else int(row[0])
 
     def _bind(self, session: Any, token: str, trial_id: int) -> None:
-        from optuna.storages._rdb import models
         from sqlalchemy import func, update
+        models = rdb_models()
 
         c = self._claims
         res = session.execute(update(c).where(c.c.token == token, c.c.trial_id.is_(None))
                               .values(trial_id=trial_id, bound_at=func.now()))
         if res.rowcount != 1:
             raise ClaimLost(token)
-        self.rdb._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel, trial_id,
+        set_trial_attr_in(self.rdb, session, models.TrialSystemAttributeModel, trial_id,
                                                 CLAIM_ATTR, token)
 
     def create_trial(self, token: str) -> int:
@@ -379,7 +382,7 @@ class Ledger:
             done = self._bound(session, token)
             if done is not None:
                 return done
-            trial = self.rdb._get_prepared_new_trial(self.study_id, None, session)
+            trial = new_trial_in(self.rdb, self.study_id, None, session)
             session.flush()
             self._bind(session, token, trial.trial_id)
             return int(trial.trial_id)
@@ -392,9 +395,9 @@ class Ledger:
         whose commit was not acknowledged finds its trial by `token`. `idle`: the task's last
         claim was refused; a plain read of the counter first (`_spent`) spares the study's row lock
         while the budget stays spent."""
-        from optuna.storages._rdb import models
         from optuna.trial import TrialState
         from sqlalchemy import func, insert, select, update
+        models = rdb_models()
 
         c, t = self._claims, models.TrialModel.__table__
         if idle and self._spent(token, limit):
@@ -443,9 +446,9 @@ class Ledger:
         study; the number of the study's newest trial plus one is the same count (trials are
         numbered 0, 1, ... in creation order under that lock) read from the end of the study's
         index, whatever the study's size."""
-        from optuna.storages._rdb import models
         from optuna.trial import TrialState
         from sqlalchemy import insert, select
+        models = rdb_models()
 
         t = models.TrialModel.__table__
         newest = session.execute(select(t.c.number).where(t.c.study_id == self.study_id)
@@ -482,8 +485,8 @@ class Ledger:
         ones below the new frontier to what it keeps. A trial of another client that stays
         RUNNING for ever (its process died and nobody fails it) holds the frontier back, and the
         reads grow again from there."""
-        from optuna.storages._rdb import models
         from sqlalchemy import select
+        models = rdb_models()
 
         t, a = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
         ours = select(a.c.trial_id).where(a.c.trial_id == t.c.trial_id, a.c.key == CLAIM_ATTR).exists()
@@ -504,9 +507,9 @@ class Ledger:
     def take_waiting(self, token: str, waiting_ids: Sequence[int]) -> int | None:
         """Take the first of `waiting_ids` still WAITING (oldest first: a retry, or a trial the
         user enqueued) and bind it to the claim. None: all were taken by others."""
-        from optuna.storages._rdb import models
         from optuna.trial import TrialState
         from sqlalchemy import update
+        models = rdb_models()
 
         t = models.TrialModel.__table__
         with self._session() as session, session.begin():
@@ -524,9 +527,9 @@ class Ledger:
     def finish(self, token: str, trial_id: int, state: Any, values: Sequence[float] | None) -> bool:
         """Set a RUNNING trial's final state and values; False if it is no longer RUNNING (a
         sweep took it for dead). True for a retry whose first attempt committed."""
-        from optuna.storages._rdb import models
         from optuna.trial import TrialState
         from sqlalchemy import select, update
+        models = rdb_models()
 
         t, c = models.TrialModel.__table__, self._claims
         with self._session() as session, session.begin():
@@ -560,9 +563,9 @@ class Ledger:
         `stale_after` (the sweep's): only if its last heartbeat, read again under the lock in
         this transaction, is older than that many seconds by the database's clock (a beat that
         came in after the sweep's scan keeps a live trial alive)."""
-        from optuna.storages._rdb import models
         from optuna.trial import FrozenTrial, TrialState
         from sqlalchemy import delete, select, update
+        models = rdb_models()
 
         t, c = models.TrialModel.__table__, self._claims
         with self._session() as session, session.begin():
@@ -570,8 +573,7 @@ class Ledger:
             self._lock_counter(session)
             if stale_after is not None and not self._still_stale(session, trial_id, stale_after):
                 return False
-            frozen = self.rdb._build_frozen_trial_from_trial_model(
-                models.TrialModel.find_or_raise_by_id(trial_id, session))
+            frozen = frozen_trial_of(self.rdb, models.TrialModel.find_or_raise_by_id(trial_id, session))
             res = session.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.RUNNING)
                                   .values(state=TrialState.FAIL, datetime_complete=_trial_clock()))
             if res.rowcount != 1:
@@ -591,7 +593,7 @@ class Ledger:
                                    datetime_start=None, datetime_complete=None, params=frozen.params,
                                    distributions=frozen.distributions, user_attrs=user_attrs,
                                    system_attrs=system_attrs, intermediate_values={}, trial_id=-1)
-            self.rdb._get_prepared_new_trial(self.study_id, copy.deepcopy(template), session)
+            new_trial_in(self.rdb, self.study_id, copy.deepcopy(template), session)
             if token is not None:
                 self._count_down(session, session.execute(delete(c).where(c.c.token == token)).rowcount)
             return True
@@ -599,8 +601,8 @@ class Ledger:
     def _still_stale(self, session: Any, trial_id: int, stale_after: float) -> bool:
         """The trial's heartbeat (or its claim's binding, before a first beat), read with a
         lock (the latest committed value, not a snapshot), is older than `stale_after`."""
-        from optuna.storages._rdb import models
         from sqlalchemy import func, select
+        models = rdb_models()
 
         h, c = models.TrialHeartbeatModel.__table__, self._claims
         now = _naive(session.execute(select(func.now())).scalar())
@@ -613,9 +615,9 @@ class Ledger:
     def running(self) -> tuple[datetime.datetime | None, list[Running]]:
         """The database's clock now, and this runner's RUNNING trials of the study (none is below
         the frontier: a RUNNING trial is not final, see `foreign_finished`)."""
-        from optuna.storages._rdb import models
         from optuna.trial import TrialState
         from sqlalchemy import func, select
+        models = rdb_models()
 
         t, h, c = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__, self._claims
         with self._reader.connect() as conn:
@@ -658,8 +660,8 @@ class Ledger:
         """Record the trial's heartbeat (the database's clock, as Optuna's `record_heartbeat`), on
         the heartbeats' own connections: it fails within BEAT_TIMEOUT instead of waiting for a
         storage that does not answer (`staleness_window` counts on it)."""
-        from optuna.storages._rdb import models
         from sqlalchemy import func, insert, update
+        models = rdb_models()
 
         h = models.TrialHeartbeatModel.__table__
         with self._beats.begin() as conn:

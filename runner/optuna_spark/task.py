@@ -22,6 +22,8 @@ from typing import Any
 
 from optuna_spark.config import Job
 from optuna_spark.ledger import ClaimLost, Ledger, staleness_window
+from optuna_spark.optuna_internals import cache_started_trial, rdb_backend, study_storage, values_problem
+from optuna_spark.optuna_internals import study_id as study_id_of
 from optuna_spark.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
 
 # How often a task out of claims looks again while trials of this runner still run: it leaves this
@@ -102,25 +104,6 @@ def _trial_number_qmc(seed: int, independent: Any) -> Any:
     return TrialNumberQMCSampler(seed=seed, scramble=True, independent_sampler=independent)
 
 
-def register_in_cache(cached: Any, study_id: int, read: Callable[[], Any]) -> bool:
-    """Put a trial this task just started into Optuna's `_CachedStorage` (`read()` gives its
-    FrozenTrial), as the cache's own `create_new_trial` does, and mark it unfinished so that the
-    cache reads it again until it ends (a WAITING trial taken may be older than the cache's last
-    finished trial). False: not a cached storage of this Optuna's shape; poll the study instead."""
-    try:
-        from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
-    except ImportError:
-        return False
-    if not isinstance(cached, _CachedStorage) or not hasattr(cached, "_add_trials_to_cache"):
-        return False
-    frozen = read()
-    with cached._lock:
-        info = cached._studies.setdefault(study_id, _StudyInfo())
-        cached._add_trials_to_cache(study_id, [frozen])
-        info.unfinished_trial_ids.add(frozen._trial_id)
-    return True
-
-
 def make_pruner(name: str) -> Any:
     import optuna
 
@@ -168,14 +151,13 @@ class Outcome:
 def resolve_outcome(study: Any, frozen: Any, result: Any, error: BaseException | None, pruned: bool) -> Outcome:
     """What `study.tell` would store for the objective's result, with Optuna's own checks (one
     value per direction, finite numbers); a pruned trial keeps its last intermediate value."""
-    from optuna.study._tell import _check_values_are_feasible
     from optuna.trial import TrialState
 
     if pruned:
         values = None
         if frozen.last_step is not None and len(study.directions) == 1:
             last = frozen.intermediate_values[frozen.last_step]
-            if _check_values_are_feasible(study, [last]) is None:
+            if values_problem(study, [last]) is None:
                 values = [float(last)]
         return Outcome(TrialState.PRUNED, values)
     if error is not None:
@@ -183,7 +165,7 @@ def resolve_outcome(study: Any, frozen: Any, result: Any, error: BaseException |
     if result is None:
         return Outcome(TrialState.FAIL, None, "the objective returned None")
     values = list(result) if isinstance(result, (list, tuple)) else [result]
-    problem = _check_values_are_feasible(study, values)
+    problem = values_problem(study, values)
     if problem is not None:
         return Outcome(TrialState.FAIL, None, problem[:2000])
     return Outcome(TrialState.COMPLETE, [float(v) for v in values])
@@ -238,14 +220,14 @@ class TrialLoop:
         if self.stop_key is None or time.monotonic() - self.last_stop_check < STOP_POLL_SECONDS:
             return False
         self.last_stop_check = time.monotonic()
-        storage, study_id = self.study._storage, self.study._study_id
+        storage, study_id = study_storage(self.study), study_id_of(self.study)
         attrs = self.guard.call(lambda: storage.get_study_system_attrs(study_id), "polling")
         return bool(attrs.get(self.stop_key))
 
     def stop_call(self) -> None:
         """Every task of this call stops claiming (the library's `study.stop()`)."""
         if self.stop_key is not None:
-            storage, study_id, key = self.study._storage, self.study._study_id, self.stop_key
+            storage, study_id, key = study_storage(self.study), study_id_of(self.study), self.stop_key
             self.guard.call(lambda: storage.set_study_system_attr(study_id, key, True), "stopping the call")
 
     def _run(self) -> int:
@@ -280,7 +262,7 @@ class TrialLoop:
 
                 gc.collect()
             if finished and self.callbacks:
-                frozen = self.guard.call(partial(self.study._storage.get_trial, trial_id), "reading a trial")
+                frozen = self.guard.call(partial(study_storage(self.study).get_trial, trial_id), "reading a trial")
                 for callback in self.callbacks:
                     callback(self.study, frozen)
             if self.study._stop_flag:  # the objective or a callback called study.stop()
@@ -337,10 +319,10 @@ class TrialLoop:
     def _register(self, trial_id: int) -> None:
         """Optuna's cached storage learns of the new trial (its writes, the objective's suggests,
         need it in the cache): the trial alone is read, not the study's every trial."""
-        storage, study_id = self.study._storage, self.study._study_id
+        storage, study_id = study_storage(self.study), study_id_of(self.study)
         cached = getattr(storage, "_inner", storage)
-        if not register_in_cache(cached, study_id, lambda: self.guard.call(
-                lambda: cached._backend.get_trial(trial_id), "reading a trial")):
+        if not cache_started_trial(cached, study_id, lambda: self.guard.call(
+                lambda: rdb_backend(cached).get_trial(trial_id), "reading a trial")):
             self.guard.call(lambda: storage.get_all_trials(study_id, deepcopy=False), "polling")
 
     def _evaluate(self, token: str, trial_id: int) -> bool:
@@ -366,7 +348,7 @@ class TrialLoop:
                                     traceback.format_exc()[-4000:])
             finally:
                 self.on_objective_end(trial_id)
-            frozen = study._storage.get_trial(trial_id)
+            frozen = study_storage(study).get_trial(trial_id)
             outcome = resolve_outcome(study, frozen, result, error, pruned)
             if outcome.reason is not None:
                 trial.set_user_attr("fail_reason", outcome.reason)
@@ -439,7 +421,7 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None,
         sampler=_task_sampler(job, index, inputs), pruner=make_pruner(settings.pruner)
         if inputs.pruner is None else inputs.pruner,
     ), "loading the study")
-    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study._study_id, rdb)
+    ledger = Ledger(target.connect_url(), target.engine_kwargs(), study_id_of(study), rdb)
     return TaskParts(job, socket.gethostname(), guard, rdb, storage, study, ledger, objective, callbacks,
                      inputs.catch, inputs.gc_after_trial)
 
