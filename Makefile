@@ -41,8 +41,12 @@ RUNNER = $(if $(strip $(INVENTORY)),$(BIN)/python bin/on-driver $(INVENTORY) -- 
 tune: venv ## run the seed's plain study (local Spark + SQLite; on the cluster with INVENTORY=...)
 	$(RUNNER) tune --objective quadratic --study optuna-spark --n-trials 200 $(TUNE_ARGS)
 
-tune-xgboost: venv ## run the seed's XGBoost study on the wine data (INVENTORY=... for the cluster)
-	$(RUNNER) tune --objective xgboost-wine --study optuna-spark-xgboost --n-trials 100 $(TUNE_ARGS)
+# Locally, the XGBoost study keeps its best trials' models in ARTIFACT_DIR (ARTIFACT_DIR= keeps
+# none). On a cluster the folder must be one every node writes: none is set up, so no flag there.
+ARTIFACT_DIR ?= work/artifacts
+XGBOOST_ARTIFACTS = $(if $(strip $(INVENTORY)),,$(if $(strip $(ARTIFACT_DIR)),--artifact-dir $(abspath $(ARTIFACT_DIR))))
+tune-xgboost: venv ## run the seed's XGBoost study on the wine data, best models kept in ARTIFACT_DIR (INVENTORY=... for the cluster)
+	$(RUNNER) tune --objective xgboost-wine --study optuna-spark-xgboost --n-trials 100 $(XGBOOST_ARTIFACTS) $(TUNE_ARGS)
 
 status: venv ## both studies' state (INVENTORY=... for the cluster's MySQL)
 	$(RUNNER) status --study optuna-spark
@@ -66,8 +70,9 @@ test: system-deps venv ## every test: unit, integration (real spark-submit), lab
 test-unit: venv ## fast tests only
 	$(BIN)/pytest -q tests/unit
 
-# The local studies (work/optuna.db, the default storage) are kept: `make clean-studies` deletes them.
-clean: ## remove the venv and the runs' scratch folders; the studies in work/ are kept
+# The local studies (work/optuna.db, the default storage) and the models kept in work/artifacts
+# stay: `make clean-studies` deletes the studies.
+clean: ## remove the venv and the runs' scratch folders; the studies and kept models in work/ stay
 	rm -rf $(VENV) work/runs work/lockenv
 
 clean-studies: ## delete the local studies (work/optuna.db*): asks first; CONFIRM=yes to skip the question

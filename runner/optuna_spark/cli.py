@@ -575,7 +575,7 @@ def cmd_report(settings: RunSettings) -> int:
         saved = os.dup(1)
         try:
             os.dup2(2, 1)
-            made = _write_report(plots, study, Path(tmp))
+            made = _write_report(plots, study, Path(tmp), relative_links=False)
             sys.stdout.flush()
         finally:
             os.dup2(saved, 1)
@@ -591,9 +591,9 @@ def cmd_report(settings: RunSettings) -> int:
     return EXIT_OK
 
 
-def _write_report(plots: Any, study: Any, out: Path) -> dict[str, Any]:
+def _write_report(plots: Any, study: Any, out: Path, relative_links: bool = True) -> dict[str, Any]:
     try:
-        return dict(plots.write(study, out))
+        return dict(plots.write(study, out, relative_links=relative_links))
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
         raise Failure(f"cannot write the report to {out}: {exc.strerror or exc}{where}") from None
@@ -603,6 +603,8 @@ def _report_line(made: dict[str, Any], where: str) -> str:
     skipped = made.get("skipped") or {}
     line = (f"report of study {made['study']!r}: {made['trials']} trials, {len(made['plots'])} plots "
             f"({', '.join(made['plots']) or 'none'}) in {where}")
+    if made.get("artifacts"):
+        line += f"; {len(made['artifacts'])} kept file(s) listed"
     if skipped:
         line += f"; not drawn: {', '.join(sorted(skipped))} (reasons in the page)"
     return line

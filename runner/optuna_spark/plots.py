@@ -7,6 +7,12 @@ Plots: optimization history, parameter importances, parallel coordinates, slices
 front (several objectives), and a timeline of trials per host (the `host` user attribute each
 trial carries). A plot that the study cannot have (no finished trial, one parameter, ...) is left
 out with the reason in the page. `rows()` and `timeline_spans()` are pure and unit-tested.
+
+The files trials kept through Optuna's artifacts API (`--artifact-dir`: the models
+`xgboost-wine` keeps) are listed in the page (file, trial, state, value, artifact id), each linked
+to its file in the study's artifact folder: a relative link from the report's folder, or a
+`file://` link when the report goes out as a tar (its folder is not known: the link is right on
+the machine that made it). `artifact_rows()` is pure.
 """
 
 from __future__ import annotations
@@ -180,11 +186,62 @@ def _figure_of(made: Any) -> Any:
     return made.figure if hasattr(made, "figure") and not hasattr(made, "savefig") else made
 
 
-def write(study: Any, out_dir: Path, *, now: datetime.datetime | None = None) -> dict[str, Any]:
-    """Write report.html, one PNG per plot and trials.csv into `out_dir`; return what was made."""
+def artifact_rows(trials: Iterable[Any], artifact_dir: str | None, link_from: Path | None) -> list[dict[str, Any]]:
+    """One row per file a trial kept (Optuna's artifacts API), by trial number then file name:
+    number, state, value, filename, artifact_id, href (the file in `artifact_dir`, relative to
+    `link_from`, or a file:// URI when `link_from` is None; None when the folder is not known). Pure."""
+    import os
+    from urllib.parse import quote
+
+    from optuna_spark.tracking import trial_artifacts
+
+    out = []
+    for t in sorted(trials, key=lambda t: t.number):
+        for meta in trial_artifacts(t):
+            artifact_id = str(meta["artifact_id"])
+            href = None
+            if artifact_dir and os.path.basename(artifact_id) == artifact_id:
+                target = os.path.join(artifact_dir, artifact_id)
+                if link_from is None:
+                    href = Path(os.path.abspath(target)).as_uri()
+                else:
+                    href = quote(Path(os.path.relpath(target, os.path.abspath(link_from))).as_posix())
+            out.append({"number": t.number, "state": t.state.name,
+                        "value": t.values[0] if t.values and len(t.values) == 1 else t.values,
+                        "filename": str(meta["filename"]), "artifact_id": artifact_id, "href": href})
+    return out
+
+
+def artifact_section(table: list[dict[str, Any]], artifact_dir: str | None) -> str:
+    """The page's list of kept files (empty when no trial kept one)."""
+    if not table:
+        return ""
+    items = []
+    for r in table:
+        name = html.escape(r["filename"])
+        link = (f"<a href='{html.escape(r['href'], quote=True)}' download='{html.escape(r['filename'], quote=True)}'>"
+                f"{name}</a>" if r["href"] else name)
+        value = r["value"]
+        shown = f"{value:.6g}" if isinstance(value, float) else html.escape(str(value if value is not None else ""))
+        items.append(f"<tr><td>{link}</td><td>{r['number']}</td><td>{html.escape(r['state'])}</td>"
+                     f"<td>{shown}</td><td><code>{html.escape(r['artifact_id'])}</code></td></tr>")
+    where = (f" in <code>{html.escape(artifact_dir)}</code>" if artifact_dir else
+             " (the study's artifact folder is not recorded: fetch them by artifact id)")
+    return (f"<section id='artifacts'><h2>Kept files</h2><p>{len(table)} file(s) kept by trials{where}.</p>"
+            "<table><tr><th>file</th><th>trial</th><th>state</th><th>value</th><th>artifact id</th></tr>"
+            + "".join(items) + "</table></section>")
+
+
+def write(study: Any, out_dir: Path, *, now: datetime.datetime | None = None,
+          relative_links: bool = True) -> dict[str, Any]:
+    """Write report.html, one PNG per plot and trials.csv into `out_dir`; return what was made.
+    Kept files are linked relative to `out_dir`, or with file:// links (`relative_links=False`:
+    the report is moved elsewhere, a tar)."""
     import warnings
 
     import matplotlib
+
+    from optuna_spark.tracking import study_artifact_dir
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -244,15 +301,20 @@ def write(study: Any, out_dir: Path, *, now: datetime.datetime | None = None) ->
             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             + f"; directions {', '.join(d.name.lower() for d in study.directions)}."
             + " Every trial is in <a href='trials.csv'>trials.csv</a>.</p>")
+    artifact_dir = study_artifact_dir(study)
+    kept = artifact_rows(trials, artifact_dir, out_dir if relative_links else None)
+    sections.append(artifact_section(kept, artifact_dir))
     notes = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in sorted(skipped.items()))
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>optuna-spark report: {html.escape(study.study_name)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}section{margin-bottom:2em}</style>"
+            "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}section{margin-bottom:2em}"
+            "td,th{padding:0 1em 0 0;text-align:left}</style>"
             "</head><body>" + head + "".join(sections)
             + (f"<h2>Not drawn</h2><ul id='skipped'>{notes}</ul>" if notes else "") + "</body></html>")
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     summary = {"study": study.study_name, "trials": len(trials), "plots": made, "skipped": skipped,
-               "files": ["report.html", "trials.csv", *(f"{m}.png" for m in made)]}
+               "files": ["report.html", "trials.csv", *(f"{m}.png" for m in made)],
+               "artifact_dir": artifact_dir, "artifacts": kept}
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 

@@ -89,6 +89,9 @@ def summarize(name: str, trials: list[Any], budget: int | None, directions: Any,
         "wall_seconds": None if wall is None else round(wall, 2),
         "errors": [],
     }
+    kept = kept_files(trials)
+    if kept:
+        out["kept_files"] = kept
     if len(names) == 1:
         best = _best(trials, names[0])
         out["best"] = None if best is None else {"number": best.number, "value": best.value, "params": best.params}
@@ -96,6 +99,19 @@ def summarize(name: str, trials: list[Any], budget: int | None, directions: Any,
         out["pareto_front"] = [{"number": t.number, "values": t.values, "params": t.params}
                                for t in pareto_front(trials, names)]
     return out
+
+
+def kept_files(trials: list[Any]) -> dict[str, Any] | None:
+    """The files trials kept through Optuna's artifacts API (models of `xgboost-wine` with
+    --artifact-dir): how many, and the trials that kept them (the first 20 by number); None
+    when there are none."""
+    from optuna_spark.tracking import trial_artifacts
+
+    counts = {t.number: len(trial_artifacts(t)) for t in trials}
+    numbers = sorted(n for n, c in counts.items() if c)
+    if not numbers:
+        return None
+    return {"count": sum(counts.values()), "trials": numbers[:20], "n_trials": len(numbers)}
 
 
 def format_progress(event: dict[str, Any]) -> str:
@@ -232,6 +248,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"    #{f['number']}: {f['reason']}")
     if summary.get("hosts"):
         lines.append("  hosts      " + ", ".join(f"{h} {n}" for h, n in summary["hosts"].items()))
+    kept = summary.get("kept_files")
+    if kept:
+        more = f", {kept['n_trials'] - len(kept['trials'])} more" if kept["n_trials"] > len(kept["trials"]) else ""
+        lines.append(f"  kept files {kept['count']} (trials " + ", ".join(f"#{n}" for n in kept["trials"])
+                     + f"{more}; optuna-spark report lists them)")
     if summary.get("mlflow"):
         from optuna_spark.tracking import format_tracking
 

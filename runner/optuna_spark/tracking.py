@@ -333,16 +333,30 @@ def artifact_store(trial_or_study: Any) -> Any:
     objective: `upload_artifact(artifact_store=optuna_spark.artifact_store(trial),
     file_path="model.json", study_or_trial=trial)`. Raises OptunaSparkError when the study's runs
     named no folder."""
-    from optuna.artifacts import FileSystemArtifactStore
-
     from optuna_spark.errors import OptunaSparkError
 
-    study = getattr(trial_or_study, "study", trial_or_study)
-    path = study._storage.get_study_system_attrs(study._study_id).get(ARTIFACT_DIR_ATTR)
-    if not path:
+    store = artifact_store_or_none(trial_or_study)
+    if store is None:
+        study = getattr(trial_or_study, "study", trial_or_study)
         raise OptunaSparkError(f"study {study.study_name!r} has no artifact folder: run it with --artifact-dir DIR "
                                "(optimize(..., artifact_dir=DIR))")
-    return FileSystemArtifactStore(path)
+    return store
+
+
+def study_artifact_dir(trial_or_study: Any) -> str | None:
+    """The study's artifact folder (recorded by a run with --artifact-dir), or None."""
+    study = getattr(trial_or_study, "study", trial_or_study)
+    path = study._storage.get_study_system_attrs(study._study_id).get(ARTIFACT_DIR_ATTR)
+    return str(path) if path else None
+
+
+def artifact_store_or_none(trial_or_study: Any) -> Any:
+    """`artifact_store(trial)`, or None when the study's runs named no folder: for an objective
+    that keeps files only when there is somewhere to keep them."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    path = study_artifact_dir(trial_or_study)
+    return None if path is None else FileSystemArtifactStore(path)
 
 
 def refused(exc: BaseException) -> bool:

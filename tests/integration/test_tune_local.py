@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from optuna_spark.ledger import finished_trials
+from optuna_spark.tracking import trial_artifacts
 
 pytestmark = pytest.mark.spark
 
@@ -200,6 +201,8 @@ def test_xgboost_wine(run_cli, tmp_path: Path) -> None:
     assert set(trials[0].params) == {"learning_rate", "max_depth", "subsample", "colsample_bytree", "min_child_weight"}
     # RMSE of wine quality (3..8): a trained model sits well below predicting 0 or the range.
     assert 0.3 < s["best"]["value"] < 1.5
+    # No --artifact-dir: no trial keeps its model, and nothing says so.
+    assert not any(trial_artifacts(t) for t in trials) and "kept_files" not in s
 
 
 @pytest.mark.parametrize("split", ["shared", "static"])

@@ -66,3 +66,40 @@ def test_overlapping_trials_of_one_host_go_to_separate_lanes() -> None:
     assert lanes == {0: (0, "worker1 #1"), 1: (1, "worker1 #2"), 2: (1, "worker1 #2"), 3: (2, "worker1 #3"),
                      4: (0, "worker2")}
     assert timeline_rows(spans) == ["worker1 #1", "worker1 #2", "worker1 #3", "worker2"]
+
+
+def kept(t, artifact_id: str, filename: str):
+    import json
+
+    t._system_attrs[f"artifacts:{artifact_id}"] = json.dumps(
+        {"artifact_id": artifact_id, "filename": filename, "mimetype": "application/json", "encoding": None})
+    return t
+
+
+def test_artifact_rows_link_each_kept_file_relative_to_the_report_or_as_a_file_uri(tmp_path) -> None:
+    from optuna_spark.plots import artifact_rows, artifact_section
+
+    trials = [kept(trial(3, TrialState.COMPLETE, 0.5, x=1.0), "id-3", "model-trial-3.json"),
+              trial(2, TrialState.COMPLETE, 0.4, x=2.0),
+              kept(trial(1, TrialState.COMPLETE, 0.6, x=3.0), "id-1", "model-trial-1.json")]
+    models, report = tmp_path / "work" / "artifacts", tmp_path / "reports" / "s"
+    table = artifact_rows(trials, str(models), report)
+    assert [(r["number"], r["filename"], r["artifact_id"], r["value"]) for r in table] == [
+        (1, "model-trial-1.json", "id-1", 0.6), (3, "model-trial-3.json", "id-3", 0.5)]
+    assert table[0]["href"] == "../../work/artifacts/id-1" and (report / table[0]["href"]).resolve() == models / "id-1"
+    assert artifact_rows(trials, str(models), None)[0]["href"] == (models / "id-1").as_uri()
+    # The folder not known: listed by artifact id, no link.
+    assert [r["href"] for r in artifact_rows(trials, None, report)] == [None, None]
+    page = artifact_section(table, str(models))
+    assert "<a href='../../work/artifacts/id-1' download='model-trial-1.json'>model-trial-1.json</a>" in page
+    assert "<code>id-3</code>" in page and "0.5" in page
+    assert "href" not in artifact_section(artifact_rows(trials, None, report), None)
+    assert artifact_section([], str(models)) == ""
+
+
+def test_an_artifact_id_that_is_a_path_gets_no_link(tmp_path) -> None:
+    from optuna_spark.plots import artifact_rows
+
+    table = artifact_rows([kept(trial(0, TrialState.COMPLETE, 1.0, x=1.0), "../../etc/passwd", "x")],
+                          str(tmp_path), tmp_path)
+    assert table[0]["href"] is None

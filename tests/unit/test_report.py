@@ -161,3 +161,35 @@ def test_the_rate_is_smoothed_over_the_intervals_since_the_first_trial_started()
     assert smoothed_rate(rate, four, {**four}) == rate  # no time passed
     line = format_progress_bar({**four, "budget": 30, "best_value": 1.0}, 140, rate=rate)
     assert " · 4 trials/s · 0:04 left · " in line  # 16 left at 4 per second
+
+
+def test_the_summary_counts_the_files_trials_kept() -> None:
+    from optuna.trial import TrialState, create_trial
+
+    from optuna_spark.report import kept_files
+
+    study = make_study()
+    assert "kept_files" not in summarize("s", study.trials, 3, study.direction)
+    trials = [create_trial(state=TrialState.COMPLETE, value=float(i),
+                           system_attrs={f"artifacts:id-{i}": json.dumps({"artifact_id": f"id-{i}",
+                                                                           "filename": f"model-trial-{i}.json"})}
+                           if i % 2 else {}) for i in range(5)]
+    for i, t in enumerate(trials):
+        t.number = i
+    assert kept_files(trials) == {"count": 2, "trials": [1, 3], "n_trials": 2}
+    s = summarize("s", trials, 5, "minimize")
+    assert s["kept_files"]["count"] == 2
+    assert "kept files 2 (trials #1, #3;" in format_summary(s)
+
+
+def test_a_trial_keeps_its_model_when_among_the_best_k() -> None:
+    from optuna_spark.objectives.xgboost_wine import KEEP_BEST, among_best
+
+    assert KEEP_BEST == 3
+    assert among_best(0.9, [])                                  # the first trials always keep
+    assert among_best(0.5, [0.1, 0.2, 0.6, 0.7])                # third best
+    assert not among_best(0.5, [0.1, 0.2, 0.3])                 # fourth
+    assert among_best(0.3, [0.1, 0.2, 0.3])                     # a tie keeps
+    assert among_best(0.5, [0.1, 0.9], k=2) and not among_best(0.5, [0.1, 0.2], k=2)
+    assert among_best(5.0, [9.0, 8.0, 1.0], maximize=True) and not among_best(5.0, [9.0, 8.0, 7.0], maximize=True)
+    assert not among_best(float("nan"), []) and not among_best(0.1, [], k=0)

@@ -10,6 +10,16 @@ the trial's intermediate value, and a trial the pruner stops ends PRUNED at that
 With `--data` (and `--target`, default `quality`), the same study runs on the user's table: the
 objective receives it as a pandas DataFrame (the label column's name in `data.attrs["target"]`),
 every other column is a feature, and the split is made once per task, not per trial.
+
+With an artifact folder (`--artifact-dir DIR`, `optimize(artifact_dir=DIR)`; `make tune-xgboost`
+passes `work/artifacts`), a trial keeps its trained model when it ends COMPLETE with an RMSE among
+the best KEEP_BEST of the study's COMPLETE trials at that moment: `model-trial-<number>.json`
+(XGBoost's JSON format) through Optuna's artifacts API (`upload_artifact` to the study's
+`FileSystemArtifactStore`). Other trials, pruned and failed ones keep nothing, so a study of 100
+trials keeps a handful of models, the best trial's among them (a model kept by a trial that was
+later beaten stays). Without a folder, nothing is saved. Fetch one with
+`optuna.artifacts.download_artifact(artifact_store=FileSystemArtifactStore(DIR), artifact_id=...,
+file_path=...)` (the ids: `get_all_artifact_meta(trial)`), then `xgboost.XGBRegressor().load_model(path)`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from optuna_spark.objectives.context import device_for_task, gpu_required, task_
 DATA_FILE = "winequality-red.csv"
 TARGET = "quality"
 N_ESTIMATORS = 1000
+KEEP_BEST = 3  # a trial keeps its model when its RMSE is among the best KEEP_BEST at its end
 
 
 @lru_cache(maxsize=1)
@@ -108,4 +119,43 @@ def objective(trial: optuna.Trial, data: Any = None) -> float:
         model.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], verbose=False)
         if pruning.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at boosting round {pruning.pruned_at}")
-    return float(root_mean_squared_error(y_valid, model.predict(x_valid)))
+    rmse = float(root_mean_squared_error(y_valid, model.predict(x_valid)))
+    keep_model(trial, model, rmse)
+    return rmse
+
+
+def among_best(value: float, others: Any, k: int = KEEP_BEST, maximize: bool = False) -> bool:
+    """Whether `value` is among the best `k` once added to `others` (the values of the study's
+    other COMPLETE trials): fewer than `k` of them are strictly better. A tie keeps. Pure."""
+    if k <= 0 or value != value:  # NaN: never among the best
+        return False
+    better = sum(1 for v in others if (v > value if maximize else v < value))
+    return better < k
+
+
+def keep_model(trial: optuna.Trial, model: Any, rmse: float) -> str | None:
+    """Keep the trained model as the trial's artifact when the study has an artifact folder and
+    the RMSE is among the best KEEP_BEST so far; the artifact id, or None when nothing was kept."""
+    import os
+    import tempfile
+
+    from optuna.artifacts import upload_artifact
+    from optuna.trial import TrialState
+
+    from optuna_spark.tracking import artifact_store_or_none
+
+    store = artifact_store_or_none(trial)
+    if store is None:
+        return None
+    study = trial.study
+    if len(study.directions) != 1:
+        return None
+    others = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.number != trial.number and t.values]
+    if not among_best(rmse, others, maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE):
+        return None
+    with tempfile.TemporaryDirectory(prefix="optuna-spark-model-") as folder:
+        path = os.path.join(folder, f"model-trial-{trial.number}.json")
+        model.save_model(path)
+        return str(upload_artifact(artifact_store=store, file_path=path, study_or_trial=trial,
+                                   mimetype="application/json"))
