@@ -14,7 +14,7 @@ The command line (`optuna-spark tune ...`, `python -m optuna_spark`) runs the sa
 from optuna_spark.api import OptimizeResult, optimize, rdb_storage
 from optuna_spark.errors import OptimizeError, OptunaSparkError
 from optuna_spark.tracking import artifact_store
+from optuna_spark.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["OptimizeError", "OptimizeResult", "OptunaSparkError", "__version__", "artifact_store",
            "optimize", "rdb_storage"]

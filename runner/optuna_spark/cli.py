@@ -24,7 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from optuna_spark import __version__
 from optuna_spark.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -37,11 +36,18 @@ from optuna_spark.config import (
     SparkSettings,
     build_settings,
 )
+from optuna_spark.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SIGNAL_EXITS,
+    OptunaSparkError,
+    exit_status_of_signal,
+)
+from optuna_spark.version import __version__
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-
-class Failure(RuntimeError):
+class Failure(OptunaSparkError, RuntimeError):
     """The run failed for a reason outside the arguments: exit status 1."""
 
 
@@ -280,6 +286,7 @@ def cmd_tune(settings: RunSettings) -> int:
         if data_frame is not None:
             from optuna_spark.dataset import write_payload
 
+            assert data is not None  # a data frame is read only for --data
             write_payload(data_frame, private.path / "data.pickle")
             data, data_frame = replace(data, payload_file=str(private.path / "data.pickle")), None
         job = Job(study=study, objective=objective, callbacks=settings.callbacks, gpu=spark.gpu,
@@ -732,7 +739,6 @@ class Terminated(BaseException):
 
 
 RESUMES = " (the same command resumes the study, toward the same budget)"
-SIGNAL_EXITS = (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)
 
 
 def one_line(text: str) -> str:
@@ -758,20 +764,18 @@ def main(argv: list[str] | None = None) -> int:
             os.umask(0o077)
         settings = build_settings(args.command, vars(args), os.environ)
         return handlers[args.command](settings)
-    except ConfigError as exc:
-        sys.stderr.write(f"optuna-spark: error: {one_line(str(exc))}\n")
-        return EXIT_USAGE
-    except Failure as exc:
-        sys.stderr.write(f"optuna-spark: {one_line(str(exc))}\n")
-        return EXIT_FAILED
+    except OptunaSparkError as exc:  # optuna_spark.errors: a refused input (2), a failed run (1)
+        prefix = "error: " if exc.exit_code == EXIT_USAGE else ""
+        sys.stderr.write(f"optuna-spark: {prefix}{one_line(str(exc))}\n")
+        return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"optuna-spark: interrupted{RESUMES if args.command == 'tune' else ''}\n")
-        return 128 + signal.SIGINT
+        return exit_status_of_signal(signal.SIGINT)
     except Terminated as exc:
         what = "interrupted" if exc.signum == signal.SIGINT else \
             f"stopped by signal {signal.Signals(exc.signum).name}"
         sys.stderr.write(f"optuna-spark: {what}{RESUMES if args.command == 'tune' else ''}\n")
-        return 128 + exc.signum
+        return exit_status_of_signal(exc.signum)
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("OPTUNA_SPARK_DEBUG"):
             raise

@@ -16,6 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from optuna_spark import objectives
+from optuna_spark.dataset import DataError, DataSpec, infer_format, is_url, unescape_sep
+from optuna_spark.errors import ConfigError as ConfigError
+from optuna_spark.limits import NAME_MAX as NAME_MAX
+from optuna_spark.limits import PATH_MAX as PATH_MAX
+from optuna_spark.limits import check_path_limits as check_path_limits
+from optuna_spark.objectives import ObjectiveSpec as ObjectiveSpec
+from optuna_spark.private import read_secret_file
+from optuna_spark.storage import PASSWORD_ENV as PASSWORD_ENV
+from optuna_spark.storage import StorageTarget, resolve_password, validate_url
+from optuna_spark.tracking import check_settings
+
 Direction = Literal["minimize", "maximize"]
 Split = Literal["shared", "static"]
 RuntimeMode = Literal["installed", "archive"]
@@ -42,7 +54,6 @@ DEFAULT_CONFIG_PATH = Path("/etc/optuna-spark/runner.toml")
 DEFAULT_STUDY = "optuna-spark"  # tune's study without --study
 MAX_SEED = 2**32 - 1  # NumPy's RandomState, which Optuna's samplers seed
 MAX_TASKS = 100_000  # more Spark tasks than any cluster runs at once
-PASSWORD_ENV = "OPTUNA_SPARK_STORAGE_PASSWORD"
 
 _MASTER_RE = re.compile(
     r"^(local(\[(\*|[1-9][0-9]*)(,[1-9][0-9]*)?\])?"
@@ -54,10 +65,6 @@ _MASTER_RE = re.compile(
 _MEMORY_RE = re.compile(r"^[1-9][0-9]*[kmgtKMGT]?$")
 _CONF_KEY_RE = re.compile(r"^spark\.[A-Za-z0-9_.\-]+$")
 _TASK_AMOUNT_RE = re.compile(r"^spark\.task\.resource\.[^.]+\.amount$")
-
-
-class ConfigError(ValueError):
-    """A bad setting: the command line reports it in one line and exits with status 2."""
 
 
 FAST_START_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
@@ -154,23 +161,6 @@ def task_resource_amount(text: str, where: str) -> float:
 
 
 @dataclass(frozen=True)
-class ObjectiveSpec:
-    """A built-in objective name, or `module:function` / `path/to/file.py:function`."""
-
-    name: str
-    module: str
-    function: str
-    ship_file: str | None = None  # a user's file shipped with --py-files
-    # Its second parameter, the data set (--data): "no" (objective(trial)), "optional"
-    # (objective(trial, data=None)) or "required" (objective(trial, data)).
-    takes_data: str = "no"
-
-    @property
-    def builtin(self) -> bool:
-        return self.ship_file is None and self.module.startswith("optuna_spark.objectives.")
-
-
-@dataclass(frozen=True)
 class StudySettings:
     name: str
     storage: str  # SQLAlchemy URL without its password
@@ -247,7 +237,6 @@ class StudySettings:
         if not self.outage_timeout > 0:
             raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
         if self.mlflow_tracking_uri is not None or self.mlflow_experiment is not None:
-            from optuna_spark.tracking import check_settings
 
             check_settings(self.mlflow_tracking_uri, self.mlflow_experiment)
         if self.artifact_dir is not None:
@@ -283,7 +272,7 @@ class Job:
     password_file: str | None = None
     progress_interval: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
-    data: Any = None  # optuna_spark.dataset.DataSpec (--data), None without data
+    data: DataSpec | None = None  # --data; None without data
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -308,7 +297,6 @@ class Job:
 def _data_spec(raw: dict[str, Any] | None) -> Any:
     if raw is None:
         return None
-    from optuna_spark.dataset import DataSpec
 
     return DataSpec(**raw)
 
@@ -595,7 +583,7 @@ class RunSettings:
     """Everything a command needs, built and checked once (build_settings)."""
 
     command: str
-    storage: Any                      # optuna_spark.storage.StorageTarget (URL, password)
+    storage: StorageTarget            # URL, password
     password_file: str | None
     work_dir: Path
     output: str = "text"
@@ -610,31 +598,15 @@ class RunSettings:
     optuna_args: tuple[str, ...] = ()
     output_dir: str | None = None             # report: a folder, or "-" (a tar on stdout)
     dashboard_url: str | None = None          # tune, status
-    data: Any = None                          # tune: optuna_spark.dataset.DataSpec (--data)
+    data: DataSpec | None = None              # tune: --data
     script: str | None = None                 # submit: the user's Python script (absolute)
     script_args: tuple[str, ...] = ()         # submit: its arguments
-
-
-NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits on a file name (bytes) and a whole path
 
 
 def _source(key: str, cli: dict[str, Any], config_path: Path | None) -> str:
     if cli.get(key) is not None or config_path is None:
         return _BY_KEY[key].flag
     return f"{key} in config file {config_path}"
-
-
-def check_path_limits(path: str, where: str) -> None:
-    """A path the file system can hold: no NUL, no name over 255 bytes, at most 4095 bytes in all
-    (what the OS would refuse later with an error of its own, checked before anything runs)."""
-    if "\x00" in path:
-        raise ConfigError(f"{where} must not contain a NUL character")
-    encoded = path.encode("utf-8", "surrogateescape")
-    if len(encoded) > PATH_MAX:
-        raise ConfigError(f"{where} is too long ({len(encoded)} bytes; a path holds at most {PATH_MAX})")
-    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in Path(path).parts), default=0)
-    if longest > NAME_MAX:
-        raise ConfigError(f"{where}: a name in the path is {longest} bytes long (at most {NAME_MAX})")
 
 
 def _check_work_dir(path: Path, config_path: Path | None) -> None:
@@ -678,7 +650,6 @@ def build_settings(command: str, cli: dict[str, Any], environ: Any, cwd: Path | 
     """The one place where the command line (`cli`: argparse's values, None when not given),
     the config file and the environment become settings. ConfigError (exit 2) names the option
     or the config key and its file."""
-    from optuna_spark.storage import StorageTarget, resolve_password, validate_url
 
     config_path = config_path_of(cli, environ)
     file_values = load_config_file(config_path) if config_path is not None else {}
@@ -760,8 +731,6 @@ def _report_dir(raw: str | None) -> str:
 
 def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any],
                    cwd: Path | None) -> RunSettings:
-    from optuna_spark import objectives
-    from optuna_spark.private import read_secret_file
 
     name = cli.get("study")
     if name is None:
@@ -818,7 +787,6 @@ def _submit_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[s
                      cwd: Path | None) -> RunSettings:
     """`submit SCRIPT [ARGS]`: the user's own Python script as the Spark application, with the
     runner's Spark settings and storage (optuna_spark.cli.cmd_submit)."""
-    from optuna_spark.private import read_secret_file
 
     raw = cli.get("script")
     if not raw:
@@ -857,7 +825,6 @@ def data_settings(values: dict[str, Any], cli: dict[str, Any], objective: Object
     file's key."""
     from urllib.parse import urlsplit
 
-    from optuna_spark.dataset import DataError, DataSpec, infer_format, is_url, unescape_sep
 
     def source(key: str) -> str:
         if cli.get(key) is not None or config_path is None:

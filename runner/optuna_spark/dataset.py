@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optuna_spark.errors import UsageError
+
 FORMATS: tuple[str, ...] = ("parquet", "csv")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zip")
 DEFAULT_MEMORY = "1g"   # spark.executor.memory and spark.driver.memory when unset
@@ -52,7 +54,7 @@ _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)(i?b)?\s*$", re.IG
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
-class DataError(ValueError):
+class DataError(UsageError, ValueError):
     """The data cannot be used: one line, exit status 2, nothing run."""
 
 

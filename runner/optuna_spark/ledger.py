@@ -53,6 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from optuna_spark.errors import OptunaSparkError
 from optuna_spark.optuna_internals import frozen_trial_of, new_trial_in, rdb_models, set_trial_attr_in
 
 BUDGET_TABLE = "optuna_spark_budget"
@@ -79,7 +80,7 @@ def staleness_window(grace: float, heartbeat_interval: float, outage_timeout: fl
     return int(math.ceil(max(grace, bound)))
 
 
-class ClaimLost(RuntimeError):
+class ClaimLost(OptunaSparkError, RuntimeError):
     """The claim is gone (given back by a sweep while its task was cut off): claim again."""
 
 

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from types import TracebackType
 
-from optuna_spark.config import ConfigError
+from optuna_spark.errors import ConfigError
 
 # Owner and group may read (0600, 0640, 0400, 0440): a cluster's runner account and its group
 # share the file. Refused: any bit for other users, and group write or execute.

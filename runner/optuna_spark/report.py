@@ -36,12 +36,13 @@ def pareto_front(trials: list[Any], directions: list[str]) -> list[Any]:
     """The trials no other completed trial dominates (better or equal in every objective, better
     in one), by trial number. Optuna's own computation, on frozen trials."""
     from optuna.study import StudyDirection
-    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+
+    from optuna_spark.optuna_internals import pareto_front_trials
 
     complete = _complete(trials)
     if not complete:
         return []
-    front = _get_pareto_front_trials_by_trials(complete, [StudyDirection[d.upper()] for d in directions])
+    front = pareto_front_trials(complete, [StudyDirection[d.upper()] for d in directions])
     return sorted(front, key=lambda t: t.number)
 
 

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optuna_spark.config import PASSWORD_ENV, ConfigError
+from optuna_spark.errors import ConfigError, OptunaSparkError
+from optuna_spark.limits import check_path_limits
 from optuna_spark.private import read_secret_file
+
+PASSWORD_ENV = "OPTUNA_SPARK_STORAGE_PASSWORD"  # the storage's password, where a file cannot be used
 
 SUPPORTED_BACKENDS = ("sqlite", "mysql", "postgresql")
 
@@ -32,7 +35,7 @@ def storage_io_timeout() -> int:
         return STORAGE_IO_TIMEOUT
 
 
-class StorageError(RuntimeError):
+class StorageError(OptunaSparkError, RuntimeError):
     """The storage cannot be used (unreachable, refused, wrong password): exit status 1."""
 
 
@@ -151,8 +154,6 @@ def validate_url(text: str) -> str:
     if backend == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ConfigError("an SQLite storage needs a file path: sqlite:///path/to/optuna.db")
-        from optuna_spark.config import check_path_limits
-
         check_path_limits(url.database, "the SQLite storage's file")
     elif not url.host or not url.database:
         raise ConfigError(f"storage URL {text!r} needs a host and a database name")

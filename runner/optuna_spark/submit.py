@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from optuna_spark.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, PASSWORD_ENV, SparkSettings
+from optuna_spark.config import ARCHIVE_ALIAS, ARCHIVE_PYTHON, SparkSettings
+from optuna_spark.errors import INTERRUPT_SIGNALS
+from optuna_spark.storage import PASSWORD_ENV
 
 EVENT_PREFIX = "@optuna-spark "  # same as optuna_spark.spark_app.EVENT_PREFIX (kept import-free there)
 SPARK_APP = Path(__file__).with_name("spark_app.py")
@@ -308,7 +310,7 @@ def _signals_forwarded(proc: subprocess.Popen[Any]) -> Iterator[None]:
         received.append(signum)
         _kill_group(proc.pid, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, forward) for s in INTERRUPT_SIGNALS}
     try:
         yield
     finally:

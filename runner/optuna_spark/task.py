@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from optuna_spark.config import Job
+from optuna_spark.errors import OptunaSparkError
 from optuna_spark.ledger import ClaimLost, Ledger, staleness_window
 from optuna_spark.optuna_internals import cache_started_trial, rdb_backend, study_storage, values_problem
 from optuna_spark.optuna_internals import study_id as study_id_of
@@ -49,7 +50,7 @@ class TaskInputs:
     gc_after_trial: bool = False  # Optuna's: gc.collect() after each trial
 
 
-class ObjectiveRaised(RuntimeError):
+class ObjectiveRaised(OptunaSparkError, RuntimeError):
     """The objective raised an exception that `catch` does not name: its trial was failed and
     stored, and the task stops (Optuna's `study.optimize` re-raises it)."""
 
@@ -572,7 +573,7 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
     return {"trials": seen.started, "timed_out": len(seen.timed_out), "died": len(seen.died)}
 
 
-class TaskFailed(RuntimeError):
+class TaskFailed(OptunaSparkError, RuntimeError):
     """The trial process reported an error (its traceback is the child's)."""
 
     def __init__(self, message: str, child_traceback: str) -> None:

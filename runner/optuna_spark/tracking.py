@@ -44,7 +44,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna_spark.config import ConfigError
+from optuna_spark.errors import ConfigError
+from optuna_spark.optuna_internals import study_id as study_id_of
+from optuna_spark.optuna_internals import study_storage
+from optuna_spark.optuna_internals import trial_id as trial_id_of
 from optuna_spark.outage import first_line
 
 # MLflow's settings while a run logs, unless set in the environment: a down server costs one
@@ -282,7 +285,7 @@ def trial_record(trial: Any, directions: list[str], metric_names: list[str] | No
         tags[f"artifact.{meta['filename']}"] = meta["artifact_id"]
     keys = unique_keys(list(tags))
     clean = {keys[k]: _clip(v, MAX_TAG_VALUE) for k, v in tags.items()}
-    return TrialRecord(number=int(trial.number), trial_id=int(trial._trial_id), state=state,
+    return TrialRecord(number=int(trial.number), trial_id=trial_id_of(trial), state=state,
                        status=RUN_STATUS.get(state, "FINISHED"), run_name=f"trial {trial.number}",
                        start_ms=start, end_ms=max(start, end), params=params, metrics=metrics, tags=clean)
 
@@ -346,7 +349,7 @@ def artifact_store(trial_or_study: Any) -> Any:
 def study_artifact_dir(trial_or_study: Any) -> str | None:
     """The study's artifact folder (recorded by a run with --artifact-dir), or None."""
     study = getattr(trial_or_study, "study", trial_or_study)
-    path = study._storage.get_study_system_attrs(study._study_id).get(ARTIFACT_DIR_ATTR)
+    path = study_storage(study).get_study_system_attrs(study_id_of(study)).get(ARTIFACT_DIR_ATTR)
     return str(path) if path else None
 
 
@@ -490,7 +493,7 @@ class Tracker:
     def start(self, storage: Any, study_id: int) -> None:
         self.storage, self.study_id = storage, study_id
         try:
-            self.before = {t._trial_id for t in storage.get_all_trials(study_id, deepcopy=False)
+            self.before = {trial_id_of(t) for t in storage.get_all_trials(study_id, deepcopy=False)
                            if t.state.name in FINISHED_STATES}
             self.metric_names = storage.get_study_system_attrs(study_id).get("study:metric_names")
         except Exception:  # noqa: BLE001 - the first poll notes them instead
@@ -570,14 +573,14 @@ class Tracker:
     def _note(self, trials: list[Any]) -> None:
         with self.lock:
             if self.before is None:
-                self.before = {t._trial_id for t in trials if t.state.name in FINISHED_STATES}
+                self.before = {trial_id_of(t) for t in trials if t.state.name in FINISHED_STATES}
                 return
             for t in trials:
-                tid = t._trial_id
+                tid = trial_id_of(t)
                 if (t.state.name in FINISHED_STATES and tid not in self.before and tid not in self.logged
                         and tid not in self.refused):
                     self.pending[tid] = t.number
-        self._trials = {t._trial_id: t for t in trials}
+        self._trials = {trial_id_of(t): t for t in trials}
 
     def _log_pending(self, deadline: float | None) -> None:
         if not self._ensure_parent():
@@ -746,7 +749,7 @@ class Tracker:
 
 def parent_run(settings: Any, study_id: int) -> ParentRun:
     """The parent run of a run of the study: its settings as params, the study as tags."""
-    from optuna_spark import __version__
+    from optuna_spark.version import __version__
 
     params = {
         "n_trials": settings.n_trials, "timeout": settings.timeout, "n_jobs": settings.n_jobs,

@@ -139,3 +139,25 @@ def test_the_pareto_front_of_a_list_of_trials() -> None:
         trial.number = number
     front = oi.pareto_front_trials(trials, [StudyDirection.MINIMIZE, StudyDirection.MINIMIZE])
     assert sorted(t.number for t in front) == [0, 1, 3]
+
+
+def test_no_other_module_reaches_optuna_private_names() -> None:
+    """The package's only door to Optuna's private API is optuna_internals: no other module imports
+    a private Optuna module or reads a study's or trial's private ids and storage."""
+    import ast
+
+    package = Path(oi.__file__).parent
+    private_attrs = {"_study_id", "_storage", "_trial_id", "_backend", "_cached_storage"}
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "optuna_internals.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("optuna") \
+                    and not node.module.startswith("optuna_spark") \
+                    and (any(p.startswith("_") for p in node.module.split("."))
+                         or any(a.name.startswith("_") for a in node.names)):
+                found.append(f"{path.name}:{node.lineno} from {node.module} import ...")
+            elif isinstance(node, ast.Attribute) and node.attr in private_attrs:
+                found.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert not found, found

@@ -6,10 +6,28 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optuna_spark.config import ConfigError, ObjectiveSpec
+from optuna_spark.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A built-in objective name, or `module:function` / `path/to/file.py:function`."""
+
+    name: str
+    module: str
+    function: str
+    ship_file: str | None = None  # a user's file shipped with --py-files
+    # Its second parameter, the data set (--data): "no" (objective(trial)), "optional"
+    # (objective(trial, data=None)) or "required" (objective(trial, data)).
+    takes_data: str = "no"
+
+    @property
+    def builtin(self) -> bool:
+        return self.ship_file is None and self.module.startswith("optuna_spark.objectives.")
 
 BUILTINS: dict[str, str] = {
     "quadratic": "optuna_spark.objectives.quadratic:objective",
