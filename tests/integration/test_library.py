@@ -20,19 +20,6 @@ pytestmark = pytest.mark.spark
 WINE = Path(__file__).resolve().parents[2] / "runner" / "optuna_spark" / "data" / "winequality-red.csv"
 
 
-@pytest.fixture(scope="module")
-def spark():
-    import os
-
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = SparkSession.builder.master("local[2]").appName("test-library").getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 def _study(tmp_path: Path, name: str = "lib", **kwargs) -> optuna.Study:
     return optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name=name, **kwargs)
 

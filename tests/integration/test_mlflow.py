@@ -113,17 +113,6 @@ def mlflow_server(mlflow_process) -> str:
         time.sleep(0.25)
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = SparkSession.builder.master("local[2]").appName("test-mlflow").getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 class Relay:
     """A TCP relay to the tracking server that can be cut: open connections closed, new ones
     closed as soon as they are accepted (a server that stopped), and restored."""
