@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 
 from optuna_spark.errors import OptimizeError
-from optuna_spark.optuna_internals import rdb_backend, study_storage
+from optuna_spark.optuna_internals import clear_stop, optimize_loop, rdb_backend, stop_requested, study_storage
 from optuna_spark.optuna_internals import study_id as study_id_of
 from optuna_spark.optuna_internals import trial_id as trial_id_of
 
@@ -260,7 +260,7 @@ class _DriverCallbacks:
         self.error: BaseException | None = None
         self.stopped = False
         self.lock = threading.Lock()
-        study._stop_flag = False
+        clear_stop(study)
 
     def after_poll(self, storage: Any, study_id: int) -> None:
         with self.lock:
@@ -278,17 +278,14 @@ class _DriverCallbacks:
         if self.error is not None or self.stopped:
             self.seen.update(trial_id_of(t) for t in new)
             return
-        self.study._thread_local.in_optimize_loop = True  # study.stop() is allowed here, as in Optuna
-        try:
+        with optimize_loop(self.study):  # study.stop() is allowed here, as in Optuna
             for trial in new:
                 self.seen.add(trial_id_of(trial))
                 for callback in self.callbacks:
                     callback(self.study, copy.deepcopy(trial))
-                if self.study._stop_flag:
+                if stop_requested(self.study):
                     self._stop(storage, study_id)
                     return
-        finally:
-            self.study._thread_local.in_optimize_loop = False
 
     def _stop(self, storage: Any, study_id: int) -> None:
         if not self.stopped:
@@ -297,7 +294,7 @@ class _DriverCallbacks:
 
     def forget(self, study: optuna.Study) -> None:
         """The stop key is the call's alone: removed from the study once it has ended."""
-        study._stop_flag = False
+        clear_stop(study)
         try:
             study_storage(study).set_study_system_attr(study_id_of(study), self.stop_key, None)
         except Exception:  # noqa: BLE001 - a key left behind stops nothing (its call is over)

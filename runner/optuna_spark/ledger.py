@@ -50,7 +50,7 @@ import datetime
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from optuna_spark.errors import OptunaSparkError
@@ -139,47 +139,84 @@ def _naive(value: Any) -> Any:
     return value.replace(tzinfo=None) if isinstance(value, datetime.datetime) else value
 
 
+# A known set of unfinished trials longer than this is read as a range from its oldest (SQL's IN
+# list stays short; SQLite caps a statement's parameters).
+UNFINISHED_IN_LIST = 500
+
+
 @dataclass
 class ForeignCount:
-    """`Ledger.foreign_finished`'s running count (pure: unit-tested). Trials below `frontier`
-    are final; `advance` takes the study's trials from `frontier` on, in id order, as rows
-    `(trial_id, number, state, ours)` with the `retry_history` attributes `(trial_id, json)` of
-    the same range, and returns the count of every finished foreign trial less the retried
-    FAILs."""
+    """`Ledger.foreign_finished`'s running count (pure: unit-tested), and the window of the study's
+    trials that may still change.
 
-    frontier: int = 0
-    below: int = 0                                   # finished foreign trials below the frontier
-    failed: set[int] = field(default_factory=set)    # their FAILs' numbers
-    retried: set[int] = field(default_factory=set)   # numbers in retry_history below the frontier
+    A finished trial never changes again (no state, attribute or claim is added to it), and a
+    study's trials become visible in id order (each is created under the study's row lock,
+    Optuna's and the ledger's alike). So everything of a trial is known once it was seen finished,
+    and what may change is: the trials seen unfinished (`unfinished`, any client's: WAITING or
+    RUNNING) and those above the newest trial seen (`seen`). `advance` takes the rows of that
+    window, `(trial_id, number, state, ours)`, with the `retry_history` attributes `(trial_id,
+    json)` of the trials above `seen` (written when a trial is created), and returns the count of
+    every finished foreign trial less the retried FAILs. A trial that never ends (another client's,
+    killed) stays in the window, one row, instead of holding back a range."""
+
+    seen: int = 0                                    # the newest trial id seen
+    unfinished: frozenset[int] = frozenset()         # trials seen WAITING or RUNNING
+    finished: int = 0                                # finished foreign trials seen
+    failed: frozenset[int] = frozenset()             # their FAILs' numbers
+    retried: frozenset[int] = frozenset()            # numbers in any retry_history seen
+    retried_fails: int = 0                           # len(failed & retried), kept as they grow
+
+    def window(self, column: Any) -> Any:
+        """The SQL condition on a trial id column for the trials that may have changed."""
+        if not self.unfinished:
+            return column > self.seen
+        if len(self.unfinished) > UNFINISHED_IN_LIST:
+            return column >= min(self.unfinished)
+        return (column > self.seen) | column.in_(sorted(self.unfinished))
 
     def advance(self, rows: Sequence[Sequence[Any]], histories: Iterable[Sequence[Any]]) -> int:
         from optuna.trial import TrialState
 
         done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        new_frontier = self.frontier
-        for trial_id, _number, state, _ours in rows:
-            if TrialState(state) not in done:
-                new_frontier = int(trial_id)
-                break
-            new_frontier = int(trial_id) + 1
-        count, failed, retried = self.below, set(self.failed), set(self.retried)
+        # Computed aside and stored at the end: a call that raises halfway changes nothing.
+        seen, unfinished = self.seen, set(self.unfinished)
+        finished, failed, retried, retried_fails = self.finished, set(self.failed), set(self.retried), \
+            self.retried_fails
         for trial_id, number, state, ours in rows:
-            state = TrialState(state)
-            if state in done and not ours:
-                count += 1
-                if state == TrialState.FAIL:
-                    failed.add(int(number))
-                if trial_id < new_frontier:
-                    self.below += 1
-                    if state == TrialState.FAIL:
-                        self.failed.add(int(number))
+            trial_id = int(trial_id)
+            if trial_id <= self.seen and trial_id not in self.unfinished:
+                continue  # final and counted already (a range read of a long unfinished set)
+            seen = max(seen, trial_id)
+            if TrialState(state) not in done:
+                unfinished.add(trial_id)
+                continue
+            unfinished.discard(trial_id)
+            if ours:
+                continue
+            finished += 1
+            if TrialState(state) == TrialState.FAIL and int(number) not in failed:
+                failed.add(int(number))
+                retried_fails += int(number) in retried
         for trial_id, text in histories:
-            numbers = {int(n) for n in json.loads(text)}
-            retried |= numbers
-            if trial_id < new_frontier:
-                self.retried |= numbers
-        self.frontier = new_frontier
-        return count - len(failed & retried)
+            if int(trial_id) <= self.seen:
+                continue  # read with an earlier call already
+            for n in _numbers(text):
+                if n not in retried:
+                    retried.add(n)
+                    retried_fails += n in failed
+        self.seen, self.unfinished, self.finished = seen, frozenset(unfinished), finished
+        self.failed, self.retried, self.retried_fails = frozenset(failed), frozenset(retried), retried_fails
+        return finished - retried_fails
+
+
+def _numbers(text: str) -> list[int]:
+    """The trial numbers of a `retry_history` attribute's JSON (anything else in it is ignored)."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return []
+    items = value if isinstance(value, list) else []
+    return [int(n) for n in items if isinstance(n, int) and not isinstance(n, bool)]
 
 
 class Ledger:
@@ -411,9 +448,9 @@ class Ledger:
             if row is None and not self._take_slot(session, token, limit, grace):
                 return None
             trial_id, created = None, False
-            # WAITING trials are not final: none lies below the frontier (see foreign_finished).
+            # A WAITING trial is not final: it is in the window of trials that may have changed.
             waiting = session.execute(select(t.c.trial_id).where(t.c.study_id == self.study_id,
-                                                                 t.c.trial_id >= self.frontier,
+                                                                 self._counted.window(t.c.trial_id),
                                                                  t.c.state == TrialState.WAITING)
                                       .order_by(t.c.number)).scalars().all()
             for candidate in waiting:
@@ -477,33 +514,25 @@ class Ledger:
     def foreign_finished(self) -> int:
         """`foreign_finished` of the study's trials, counted by the database: finished trials
         without this runner's claim, less the FAILs that were retried (Optuna's `retry_history`).
-
-        Kept incrementally, so a claim's cost does not grow with the study: a finished trial never
-        changes again (no state, attribute or claim is added to it), and a study's trials become
-        visible in id order (each is created under the study's row lock, Optuna's and ours). So
-        each call reads only the trials from `frontier` on (the oldest trial that was not yet
-        finished at the last call, or the first one after the newest seen) and adds the finished
-        ones below the new frontier to what it keeps. A trial of another client that stays
-        RUNNING for ever (its process died and nobody fails it) holds the frontier back, and the
-        reads grow again from there."""
-        from sqlalchemy import select
+        Kept incrementally (`ForeignCount`): each call reads only the trials that may have changed
+        since the last one (those in flight, and the new ones), so a claim's cost does not grow
+        with the study. Also what moves the window the claim's search for WAITING trials and the
+        sweep's scan of RUNNING ones read."""
         models = rdb_models()
+        from sqlalchemy import select
 
         t, a = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
         ours = select(a.c.trial_id).where(a.c.trial_id == t.c.trial_id, a.c.key == CLAIM_ATTR).exists()
-        above = (t.c.study_id == self.study_id) & (t.c.trial_id >= self.frontier)
+        counted = self._counted
         with self._reader.connect() as conn:
-            rows = conn.execute(select(t.c.trial_id, t.c.number, t.c.state, ours).where(above)
+            rows = conn.execute(select(t.c.trial_id, t.c.number, t.c.state, ours)
+                                .where(t.c.study_id == self.study_id, counted.window(t.c.trial_id))
                                 .order_by(t.c.trial_id)).all()
             histories = conn.execute(select(a.c.trial_id, a.c.value_json)
                                      .select_from(a.join(t, t.c.trial_id == a.c.trial_id))
-                                     .where(above, a.c.key == "retry_history")).all()
-        return self._counted.advance(rows, histories)
-
-    @property
-    def frontier(self) -> int:
-        """No trial of the study below this id can still change (see `foreign_finished`)."""
-        return self._counted.frontier
+                                     .where(t.c.study_id == self.study_id, t.c.trial_id > counted.seen,
+                                            a.c.key == "retry_history")).all()
+        return counted.advance(rows, histories)
 
     def take_waiting(self, token: str, waiting_ids: Sequence[int]) -> int | None:
         """Take the first of `waiting_ids` still WAITING (oldest first: a retry, or a trial the
@@ -614,8 +643,8 @@ class Ledger:
         return now is not None and beat is not None and (now - beat).total_seconds() > stale_after
 
     def running(self) -> tuple[datetime.datetime | None, list[Running]]:
-        """The database's clock now, and this runner's RUNNING trials of the study (none is below
-        the frontier: a RUNNING trial is not final, see `foreign_finished`)."""
+        """The database's clock now, and this runner's RUNNING trials of the study (each in the
+        window of trials that may have changed: a RUNNING trial is not final, see ForeignCount)."""
         from optuna.trial import TrialState
         from sqlalchemy import func, select
         models = rdb_models()
@@ -627,7 +656,7 @@ class Ledger:
                 select(c.c.trial_id, c.c.token, c.c.grace, c.c.bound_at, h.c.heartbeat)
                 .select_from(c.join(t, (t.c.trial_id == c.c.trial_id) & (t.c.study_id == c.c.study_id))
                              .outerjoin(h, h.c.trial_id == c.c.trial_id))
-                .where(c.c.study_id == self.study_id, c.c.trial_id >= self.frontier,
+                .where(c.c.study_id == self.study_id, self._counted.window(c.c.trial_id),
                        t.c.state == TrialState.RUNNING)
             ).all()
         return now, [Running(int(r[0]), r[1], float(r[2]), _naive(r[3]), _naive(r[4])) for r in rows]

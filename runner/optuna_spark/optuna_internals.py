@@ -20,6 +20,9 @@ What is used, and why:
 - `_CachedStorage` (`_backend`, `_lock`, `_studies`, `_add_trials_to_cache`, `_StudyInfo`): the
   cache of the storage a study gets from an RDB URL; a task registers the trial it just started
   instead of re-reading the study.
+- `study._stop_flag`, `study._thread_local.in_optimize_loop` and `.cached_all_trials`: what lets
+  an objective or a callback call `study.stop()` inside the loop as in `study.optimize`, and the
+  per-trial view of the study the samplers read, refreshed for each trial as `ask` does.
 - `optuna.study._tell._check_values_are_feasible`: `study.tell`'s checks of an objective's values.
 - `optuna.study._multi_objective._get_pareto_front_trials_by_trials`: the Pareto front of a list of
   trials (the report's; `study.best_trials` reads the study, not a list).
@@ -30,7 +33,8 @@ command line's start does not pay for them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -101,6 +105,34 @@ def cache_started_trial(cached: Any, study: int, read: Callable[[], Any]) -> boo
         cached._add_trials_to_cache(study, [frozen])
         info.unfinished_trial_ids.add(trial_id(frozen))
     return True
+
+
+@contextmanager
+def optimize_loop(study: Any) -> Iterator[None]:
+    """Inside, `study.stop()` is allowed (as inside `study.optimize`); `stop_requested` says
+    whether it was called. The stop flag is cleared on the way in."""
+    study._stop_flag = False
+    study._thread_local.in_optimize_loop = True
+    try:
+        yield
+    finally:
+        study._thread_local.in_optimize_loop = False
+
+
+def stop_requested(study: Any) -> bool:
+    """`study.stop()` was called inside `optimize_loop`."""
+    return bool(study._stop_flag)
+
+
+def clear_stop(study: Any) -> None:
+    """Forget a `study.stop()` (the study's next optimize starts afresh)."""
+    study._stop_flag = False
+
+
+def refresh_trials_view(study: Any) -> None:
+    """The samplers' per-trial view of the study is read afresh for the next trial, as Optuna's
+    `ask` does (without it, TPE would keep seeing the study as it was)."""
+    study._thread_local.cached_all_trials = None
 
 
 def values_problem(study: Any, values: Sequence[Any]) -> str | None:

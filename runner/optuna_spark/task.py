@@ -23,7 +23,15 @@ from typing import Any
 from optuna_spark.config import Job
 from optuna_spark.errors import OptunaSparkError
 from optuna_spark.ledger import ClaimLost, Ledger, staleness_window
-from optuna_spark.optuna_internals import cache_started_trial, rdb_backend, study_storage, values_problem
+from optuna_spark.optuna_internals import (
+    cache_started_trial,
+    optimize_loop,
+    rdb_backend,
+    refresh_trials_view,
+    stop_requested,
+    study_storage,
+    values_problem,
+)
 from optuna_spark.optuna_internals import study_id as study_id_of
 from optuna_spark.outage import OutageGuard, StorageOutage, database_probe, guarded_storage
 
@@ -57,6 +65,9 @@ class ObjectiveRaised(OptunaSparkError, RuntimeError):
     def __init__(self, message: str, child_traceback: str) -> None:
         super().__init__(message)
         self.child_traceback = child_traceback
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # pickled across processes whole
+        return type(self), (str(self), self.child_traceback)
 
 
 def make_sampler(job: Job, index: int) -> Any:
@@ -210,12 +221,8 @@ class TrialLoop:
 
     def run(self) -> int:
         # As in Study.optimize: objectives and callbacks may call study.stop().
-        self.study._thread_local.in_optimize_loop = True
-        self.study._stop_flag = False
-        try:
+        with optimize_loop(self.study):
             return self._run()
-        finally:
-            self.study._thread_local.in_optimize_loop = False
 
     def _stopped(self) -> bool:
         if self.stop_key is None or time.monotonic() - self.last_stop_check < STOP_POLL_SECONDS:
@@ -238,7 +245,7 @@ class TrialLoop:
             # As Optuna's ask and tell do: the sampler's per-trial view of the study is read
             # afresh for each trial (without this, TPE would see the study as it was at the task's
             # first trial, forever).
-            self.study._thread_local.cached_all_trials = None
+            refresh_trials_view(self.study)
             self._maybe_sweep()
             token = new_token()
             try:
@@ -266,7 +273,7 @@ class TrialLoop:
                 frozen = self.guard.call(partial(study_storage(self.study).get_trial, trial_id), "reading a trial")
                 for callback in self.callbacks:
                     callback(self.study, frozen)
-            if self.study._stop_flag:  # the objective or a callback called study.stop()
+            if stop_requested(self.study):  # the objective or a callback called study.stop()
                 self.stop_call()
                 break
         return self.ran
@@ -579,6 +586,9 @@ class TaskFailed(OptunaSparkError, RuntimeError):
     def __init__(self, message: str, child_traceback: str) -> None:
         super().__init__(message)
         self.child_traceback = child_traceback
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # pickled across processes whole
+        return type(self), (str(self), self.child_traceback)
 
 
 def safe_task(index: int, job_json: str, password: str | None, deadline: float | None, data: Any = None,

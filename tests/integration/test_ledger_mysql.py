@@ -203,3 +203,57 @@ def test_the_runners_sessions_are_in_utc_whatever_the_servers_time_zone(mariadb)
         ledger.dispose()
     finally:
         mariadb.sql("SET GLOBAL time_zone = 'SYSTEM'")
+
+
+def test_the_kept_foreign_count_and_window_hold_beside_plain_clients_on_mariadb(mariadb) -> None:
+    """What the ledger's incremental count and its window rest on, on MariaDB (REPEATABLE READ,
+    the study's row lock, auto-increment ids): while plain Optuna clients ask, tell, add and
+    enqueue trials in threads and runner tasks claim and finish theirs, long-lived ledgers count
+    what a fresh ledger and the Python specification count, every trial is numbered 0, 1, ...
+    in id order, and every enqueued trial is found and run once."""
+    from optuna.trial import create_trial
+
+    from optuna_spark.ledger import foreign_finished
+
+    study = fresh_study(mariadb)
+    setup = ledger_for(mariadb, study)
+    setup.create()
+    setup.reconcile()
+    ledgers = [ledger_for(mariadb, study) for _ in range(THREADS)]
+    counts: list[tuple[int, int]] = []
+
+    def work(i: int) -> int:
+        runs = 0
+        plain = optuna.load_study(study_name=study.study_name, storage=url(mariadb))
+        for k in range(12):
+            if i % 2:  # a plain client
+                trial = plain.ask()
+                if k % 3 == 0:
+                    plain.enqueue_trial({"k": k})
+                if k % 4 == 0:
+                    plain.add_trial(create_trial(state=TrialState.FAIL, params={}, distributions={}))
+                plain.tell(trial, float(k))
+            else:      # a runner task
+                token = uuid.uuid4().hex
+                trial_id = ledgers[i].claim_trial(token, 10_000, 30, {"host": f"h{i}"})
+                assert trial_id is not None
+                assert ledgers[i].finish(token, trial_id, TrialState.COMPLETE, [float(k)])
+                runs += 1
+            counts.append((ledgers[i].foreign_finished(), i))
+        return runs
+
+    assert sum(in_threads(work)) == 12 * THREADS // 2
+    while True:  # the enqueued trials left: every one found once, by a long-lived ledger
+        token = uuid.uuid4().hex
+        trial_id = ledgers[0].claim_trial(token, 10_000, 30)
+        trial = study._storage.get_trial(trial_id)
+        if "fixed_params" not in trial.system_attrs:
+            ledgers[0].finish(token, trial_id, TrialState.COMPLETE, [0.0])
+            break
+        assert ledgers[0].finish(token, trial_id, TrialState.COMPLETE, [0.0])
+    trials = study._storage.get_all_trials(study._study_id)
+    assert [t.number for t in sorted(trials, key=lambda t: t._trial_id)] == list(range(len(trials)))
+    assert not [t for t in trials if t.state == TrialState.WAITING]
+    expected = foreign_finished(trials)
+    assert all(ledger.foreign_finished() == expected for ledger in ledgers)
+    assert ledger_for(mariadb, study).foreign_finished() == expected

@@ -308,7 +308,9 @@ def test_the_database_counts_foreign_trials_as_the_specification_does(tmp_path: 
     assert ledger.foreign_finished() == foreign_finished(study.get_trials()) == 4
 
 
-def test_the_kept_foreign_count_stays_equal_to_a_fresh_count_as_the_study_changes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_list", [500, 2])  # the window as an IN list, and as a range (a long unfinished set)
+def test_the_kept_foreign_count_stays_equal_to_a_fresh_count_as_the_study_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_list: int) -> None:
     """`foreign_finished` reads only the trials from its frontier on and keeps the rest: a
     long-lived ledger, after every step of a random mix of plain clients' and the runner's trials
     (a foreign RUNNING trial that holds the frontier back and ends late, WAITING trials taken
@@ -316,6 +318,9 @@ def test_the_kept_foreign_count_stays_equal_to_a_fresh_count_as_the_study_change
     what a fresh ledger and the Python specification count."""
     import random
 
+    from optuna_spark import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "UNFINISHED_IN_LIST", in_list)
     study, kept = setup(tmp_path)
     rng = random.Random(7)
     held = study.ask()                                           # a plain client's, ends at the end
@@ -346,19 +351,19 @@ def test_the_kept_foreign_count_stays_equal_to_a_fresh_count_as_the_study_change
         fresh = another(tmp_path, study)
         assert kept.foreign_finished() == fresh.foreign_finished() == foreign_finished(study.get_trials())
         fresh.dispose()
-    assert kept.frontier <= held._trial_id                       # held back by the RUNNING one
+    assert held._trial_id in kept._counted.unfinished            # in the window, one row
     study.tell(held, 1.0)
     for trial in asked:
         study.tell(trial, 1.0)
     waiting = [t._trial_id for t in study.get_trials() if t.state == TrialState.WAITING]
     assert kept.foreign_finished() == foreign_finished(study.get_trials())
-    assert all(w >= kept.frontier for w in waiting)
+    assert all(w in kept._counted.unfinished or w > kept._counted.seen for w in waiting)
     taken = [kept.claim_trial(f"w{i}", 10_000, 30) for i in range(len(waiting))]
     assert sorted(t for t in taken if t is not None) == sorted(waiting)   # every WAITING one found
     for i, trial_id in enumerate(taken):
         kept.finish(f"w{i}", trial_id, TrialState.COMPLETE, [1.0])  # type: ignore[arg-type]
     assert kept.foreign_finished() == foreign_finished(study.get_trials())
-    assert kept.frontier == study.get_trials()[-1]._trial_id + 1  # all final: nothing re-read
+    assert not kept._counted.unfinished and kept._counted.seen == study.get_trials()[-1]._trial_id  # nothing re-read
     live = kept.claim_trial("live", 10_000, 30)                  # the sweep's scan starts at the frontier too
     kept.foreign_finished()
     assert [r.trial_id for r in kept.running()[1]] == [live] == [r.trial_id for r in another(tmp_path, study).running()[1]]
@@ -366,6 +371,47 @@ def test_the_kept_foreign_count_stays_equal_to_a_fresh_count_as_the_study_change
     # in creation order.
     trials = sorted(study.get_trials(), key=lambda t: t._trial_id)
     assert [t.number for t in trials] == list(range(len(trials)))
+
+
+def test_a_trial_that_never_ends_costs_one_row_per_claim_not_a_range(tmp_path: Path) -> None:
+    """Another client's trial killed RUNNING stays unfinished for ever: the kept count reads it
+    (and the trials in flight) on each call, not every trial created after it."""
+    from optuna_spark.ledger import ForeignCount
+
+    study, kept = setup(tmp_path)
+    stuck = study.ask()                                          # killed: RUNNING for ever
+    for _ in range(50):
+        study.add_trial(create_trial(value=1.0, params={}, distributions={}))
+    assert kept.foreign_finished() == 50
+    read: list[int] = []
+    original = ForeignCount.advance
+
+    def counting(self: ForeignCount, rows: Any, histories: Any) -> int:
+        read.append(len(rows))
+        return original(self, rows, histories)
+
+    ForeignCount.advance = counting  # type: ignore[method-assign]
+    try:
+        study.add_trial(create_trial(value=1.0, params={}, distributions={}))
+        assert kept.foreign_finished() == 51
+    finally:
+        ForeignCount.advance = original  # type: ignore[method-assign]
+    assert read == [2]                                           # the stuck trial and the new one
+    study.tell(stuck, 1.0)
+    assert kept.foreign_finished() == 52 == foreign_finished(study.get_trials())
+
+
+def test_the_kept_count_changes_nothing_when_a_call_fails_and_ignores_odd_histories() -> None:
+    from optuna_spark.ledger import ForeignCount
+
+    counted = ForeignCount()
+    rows = [(1, 0, TrialState.FAIL, False), (2, 1, TrialState.COMPLETE, False)]
+    assert counted.advance(rows, [(2, '[0, "x", true]')]) == 1      # FAIL #0 retried; odd entries ignored
+    before = (counted.seen, counted.finished, counted.failed, counted.retried, counted.retried_fails)
+    with pytest.raises(ValueError):
+        counted.advance([(3, 2, TrialState.COMPLETE, False), (4, 3, "no such state", False)], [])
+    assert (counted.seen, counted.finished, counted.failed, counted.retried, counted.retried_fails) == before
+    assert counted.advance([(3, 2, TrialState.COMPLETE, False)], [(3, "not json")]) == 2
 
 
 def test_claim_trial_is_one_exact_transaction(tmp_path: Path) -> None:

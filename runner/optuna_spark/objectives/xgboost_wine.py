@@ -135,7 +135,9 @@ def among_best(value: float, others: Any, k: int = KEEP_BEST, maximize: bool = F
 
 def keep_model(trial: optuna.Trial, model: Any, rmse: float) -> str | None:
     """Keep the trained model as the trial's artifact when the study has an artifact folder and
-    the RMSE is among the best KEEP_BEST so far; the artifact id, or None when nothing was kept."""
+    the RMSE is among the best KEEP_BEST so far; the artifact id, or None when nothing was kept
+    (a model that cannot be written is said in a warning and the trial's `model_not_kept`
+    attribute; the trial keeps its value)."""
     import os
     import tempfile
 
@@ -154,8 +156,17 @@ def keep_model(trial: optuna.Trial, model: Any, rmse: float) -> str | None:
               if t.number != trial.number and t.values]
     if not among_best(rmse, others, maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE):
         return None
-    with tempfile.TemporaryDirectory(prefix="optuna-spark-model-") as folder:
-        path = os.path.join(folder, f"model-trial-{trial.number}.json")
-        model.save_model(path)
-        return str(upload_artifact(artifact_store=store, file_path=path, study_or_trial=trial,
-                                   mimetype="application/json"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="optuna-spark-model-") as folder:
+            path = os.path.join(folder, f"model-trial-{trial.number}.json")
+            model.save_model(path)
+            return str(upload_artifact(artifact_store=store, file_path=path, study_or_trial=trial,
+                                       mimetype="application/json"))
+    except OSError as exc:
+        # The trial trained and scored: a model that cannot be kept (a full disk, a folder this
+        # executor cannot write) is said, not a reason to fail the trial.
+        import warnings
+
+        warnings.warn(f"trial {trial.number}: its model was not kept: {exc}", stacklevel=2)
+        trial.set_user_attr("model_not_kept", str(exc)[:500])
+        return None
