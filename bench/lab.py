@@ -52,25 +52,24 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "lab"))
 
 from bench_objectives import decode_pid_time  # noqa: E402
+from optuna_lab.client import ClusterClient  # noqa: E402
 from run import percentile  # noqa: E402
 
 REMOTE_OBJECTIVES = "/tmp/bench_objectives.py"
 
 
-class Lab:
-    def __init__(self, inventory: str) -> None:
-        self.inventory = inventory
+class Lab(ClusterClient):
+    """The lab's client (lab/optuna_lab/client.py), with the benchmarks' longer timeouts."""
 
-    def on_driver(self, *command: str, input: str | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, str(ROOT / "bin" / "on-driver"), self.inventory, "--", *command]
-        return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+    def on_driver(self, *command: str, input: str | None = None,
+                  timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        return super().on_driver(*command, input=input, timeout=timeout)
 
     def runner(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        line = "cd /tmp && exec " + " ".join(shlex.quote(a) for a in ("optuna-spark", *args))
-        return self.on_driver("sh", "-c", line, timeout=timeout)
+        return super().runner(*args, timeout=timeout)
 
     def trials(self, study: str) -> list[dict[str, Any]]:
         proc = self.runner("optuna", "--", "trials", "--study-name", study, "-f", "json", timeout=600)

@@ -233,8 +233,8 @@ def table(points: list[dict[str, Any]], target_ms: float, flat: float) -> list[s
 
 # The per-claim queries that read the study, alone (SQLite's plan, and the median of 5 runs on the
 # cached file, stdlib sqlite3, no SQLAlchemy): the first sweep's (whole-study reads, before the
-# ledger kept its frontier) and today's (from the frontier: here 16 trials in flight, as 16 tasks
-# leave them).
+# ledger kept what it had seen) and today's (the window of trials that may have changed: here the
+# 16 newest, as 16 tasks in flight leave them).
 _FOREIGN = ("FROM trials t WHERE t.study_id = 1 AND t.state IN ('COMPLETE', 'PRUNED', 'FAIL') AND NOT EXISTS "
             "(SELECT a.trial_id FROM trial_system_attributes a WHERE a.trial_id = t.trial_id AND a.key = "
             "'optuna_spark_claim')")
@@ -246,14 +246,14 @@ QUERIES = {
         "SELECT trial_id FROM trials WHERE study_id = 1 AND state = 'WAITING' ORDER BY number"),
     "before: the new trial's number (Optuna's count_past_trials)": (
         "SELECT count(trial_id) FROM trials WHERE study_id = 1 AND trial_id < 1000000000"),
-    "now: foreign_finished, the trials from the frontier": (
+    "now: foreign_finished, the trials in the window": (
         "SELECT t.trial_id, t.number, t.state, EXISTS (SELECT a.trial_id FROM trial_system_attributes a WHERE "
         "a.trial_id = t.trial_id AND a.key = 'optuna_spark_claim') FROM trials t WHERE t.study_id = 1 AND "
         f"t.trial_id >= {_FRONTIER} ORDER BY t.trial_id"),
-    "now: foreign_finished, retry_history from the frontier": (
+    "now: foreign_finished, retry_history of the new trials": (
         "SELECT a.trial_id, a.value_json FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id "
         f"WHERE t.study_id = 1 AND t.trial_id >= {_FRONTIER} AND a.key = 'retry_history'"),
-    "now: claim_trial, WAITING trials from the frontier": (
+    "now: claim_trial, WAITING trials in the window": (
         f"SELECT trial_id FROM trials WHERE study_id = 1 AND trial_id >= {_FRONTIER} AND state = 'WAITING' "
         "ORDER BY number"),
     "now: the new trial's number (the newest trial's + 1)": (

@@ -18,10 +18,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lab"))
+
+from optuna_lab.client import RUNNER, ClusterClient  # noqa: E402  (the lab's client, shared with bench/lab.py)
+
 INVENTORY = os.environ.get("OPTUNA_SPARK_INVENTORY", str(ROOT / "inventory" / "lab"))
 # The operator's command: runs the runner (and its Spark driver) as the runner account, through
 # its sudo rule; the tests log in as the inventory's unprivileged user, like an operator.
-RUNNER = "optuna-spark"
 RUNNER_ACCOUNT = "optuna-spark"
 # Faster fault detection than the defaults, so that a killed worker costs seconds, not minutes: a
 # trial is taken for dead after 29 s without a heartbeat (optuna_spark.ledger.staleness_window:
@@ -31,13 +34,15 @@ FAST_FAULTS = ["--heartbeat-interval", "2", "--grace-period", "10", "--outage-ti
                "--conf", "spark.network.timeoutInterval=5s"]
 
 
+CLIENT = ClusterClient(INVENTORY)
+
+
 def on_driver_argv(*command: str) -> list[str]:
-    return [sys.executable, str(ROOT / "bin" / "on-driver"), INVENTORY, "--", *command]
+    return CLIENT.on_driver_argv(*command)
 
 
 def on_driver(*command: str, input: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(on_driver_argv(*command), input=input, capture_output=True, text=True,
-                          timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+    return CLIENT.on_driver(*command, input=input, timeout=timeout)
 
 
 def lab(*args: str) -> None:
@@ -46,12 +51,11 @@ def lab(*args: str) -> None:
 
 
 def runner(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return on_driver("sh", "-c", "cd /tmp && exec " + " ".join(_q(a) for a in (RUNNER, *args)), timeout=timeout)
+    return CLIENT.runner(*args, timeout=timeout)
 
 
 def runner_background(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(on_driver_argv("sh", "-c", "cd /tmp && exec " + " ".join(_q(a) for a in (RUNNER, *args))),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    return CLIENT.runner_background(*args)
 
 
 def _q(text: str) -> str:
@@ -78,24 +82,9 @@ def wait_for_trials(study: str, at_least: int, timeout: float = 240) -> int:
     raise AssertionError(f"study {study} did not reach {at_least} trials in {timeout} s")
 
 
-MASTER_JSON = """
-import json, tomllib, urllib.parse, urllib.request
-master = tomllib.load(open('/etc/optuna-spark/runner.toml', 'rb'))['master']
-host = urllib.parse.urlparse(master).hostname
-data = json.load(urllib.request.urlopen(f'http://{host}:8080/json/', timeout=10))
-alive = [w for w in data['workers'] if w['state'] == 'ALIVE']
-print(json.dumps({'alive': sorted(w['host'] for w in alive),
-                  'cores_used': sum(w['coresused'] for w in alive),
-                  'active_apps': [a['name'] for a in data.get('activeapps', [])]}))
-"""
-
-
 def master_state() -> dict:
     """The Spark master's view: ALIVE worker addresses, cores in use, running applications."""
-    proc = on_driver("/opt/optuna-spark/env/bin/python", "-c", MASTER_JSON, timeout=60)
-    if proc.returncode != 0:
-        return {"alive": [], "cores_used": None, "active_apps": None}
-    return json.loads(proc.stdout)
+    return CLIENT.master_state()
 
 
 def alive_workers() -> list[str]:
