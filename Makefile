@@ -110,7 +110,7 @@ BENCH_THROUGHPUT_TRIALS ?= 1600
 # table with every contender is a smaller one.
 BENCH_PEERS_TRIALS ?= 160
 
-.PHONY: bench bench-venv bench-10k bench-efficiency bench-growth bench-report bench-lab
+.PHONY: bench bench-venv bench-10k bench-efficiency bench-growth bench-claims bench-report bench-lab
 
 bench-venv: $(BENCH_STAMP) ## bench/.venv: the peers (Hyperopt, MLflow, Ray Tune) and py-spy, pinned in bench/requirements.txt
 
@@ -139,6 +139,10 @@ bench-efficiency: venv ## the README's table only: runner (shared/static) vs Opt
 
 bench-growth: venv ## the runner's own per-trial cost at 1,000 / 10,000 / 100,000 trials in the study (~10 min): bench/results/cost-study-growth.json
 	$(BIN)/python bench/study_growth.py
+	$(BIN)/python bench/report.py
+
+bench-claims: venv ## claims/s and claim latency against a private MariaDB at 1-64 concurrent tasks, and the lock's queueing model (~8 min): bench/results/cost-cluster-growth.json
+	$(BIN)/python bench/claim_concurrency.py
 	$(BIN)/python bench/report.py
 
 bench-report: venv ## BENCHMARKS.md and the plots from bench/results/*.json
