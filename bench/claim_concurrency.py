@@ -246,6 +246,19 @@ class Server:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def code_version() -> dict[str, str]:
+    """The commit and a hash of the claim path's source (the working tree is shared: a point's
+    workers import the files as they are when the point starts)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("ledger.py", "optuna_internals.py", "storage.py"):
+        digest.update((ROOT / "runner" / "optuna_spark" / name).read_bytes())
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    return {"commit": head, "claim_path_sha256": digest.hexdigest()[:16]}
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot (/proc/stat)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -395,6 +408,7 @@ def measure(server: Server, n: int, seconds: float, size: int, mode: str) -> dic
     t_fill = time.perf_counter()
     sid = make_study(url, size)
     fill_s = time.perf_counter() - t_fill
+    code = code_version()
     procs = n if mode == "processes" else min(n, os.cpu_count() or 1)
     split = [n // procs + (1 if k < n % procs else 0) for k in range(procs)]
     children = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", url, str(sid), str(t)],
@@ -456,6 +470,8 @@ def measure(server: Server, n: int, seconds: float, size: int, mode: str) -> dic
                 "client_cpu_ms_per_claim": round(1000 * client_cpu / claims, 3) if claims else None,
                 "server_cpu_ms_per_claim": round(1000 * (srv1 - srv0) / claims, 3) if claims else None},
         "load_before": load,
+        "code": code,
+        "at": datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S"),
     }
 
 
@@ -558,11 +574,17 @@ def derive(out: dict[str, Any]) -> None:
     other = [p["cpu"]["machine_busy_cores"] - p["cpu"]["client_cores"] - p["cpu"]["server_cores"] for p in runs
              if p["cpu"]["machine_busy_cores"] is not None]
     ci = sum(1 for p in runs if p["load_before"]["ci_running"])
+    versions = sorted({p["code"]["claim_path_sha256"] for p in runs if "code" in p})
+    out["code_versions"] = versions
+    if len(versions) > 1:
+        out["warning"] = f"the claim path's source changed during the run: {len(versions)} versions measured"
     out["machine_line"] = (
         f"{ncpu} cores ({out['machine'].get('cpu') or '?'}), shared with another engineer's work; the clients and "
         f"MariaDB {out['server']['version']} on the same cores, over 127.0.0.1; other work during a point's window: "
         f"median {statistics.median(other):.2f} cores, max {max(other):.2f} (whole machine busy less the clients "
-        f"and the server); a CI run during {ci} of {len(runs)} points") if other else None
+        f"and the server); a CI run during {ci} of {len(runs)} points"
+        + (f"; the runner at {runs[-1]['code']['commit']}" if "code" in runs[-1] else "")
+        + ("; WARNING: " + out["warning"] if "warning" in out else "")) if other else None
     out["table"] = table(points, fits, alones, main_mode, preds, ncpu) + sizing_table(sizing)
 
 
