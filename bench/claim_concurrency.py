@@ -68,6 +68,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+from run import percentile  # noqa: E402  (the benchmarks' one percentile)
+
 PASSWORD = "b3nch-Pa55-w0rd"
 USER = "optuna_user"
 STATUS_KEYS = ("Innodb_row_lock_waits", "Innodb_row_lock_time", "Innodb_row_lock_time_max",
@@ -173,15 +175,6 @@ def with_network(params: dict[str, float], rtt: float) -> dict[str, float]:
 def holds_up_to(service: float, parallel: float, trial_s: float, utilization: float = HOLDS_AT) -> int:
     """The most executors whose offered lock utilization N*S/(S+P+Z) stays at or below `utilization`."""
     return int(math.floor(utilization * (service + parallel + trial_s) / service + 1e-9))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 # ------------------------------------------------------------------ the server
