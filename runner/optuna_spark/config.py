@@ -237,7 +237,6 @@ class StudySettings:
         if not self.outage_timeout > 0:
             raise ConfigError(f"--outage-timeout must be a positive number of seconds, got {self.outage_timeout}")
         if self.mlflow_tracking_uri is not None or self.mlflow_experiment is not None:
-
             check_settings(self.mlflow_tracking_uri, self.mlflow_experiment)
         if self.artifact_dir is not None:
             check_artifact_dir(self.artifact_dir)
@@ -294,11 +293,8 @@ class Job:
         )
 
 
-def _data_spec(raw: dict[str, Any] | None) -> Any:
-    if raw is None:
-        return None
-
-    return DataSpec(**raw)
+def _data_spec(raw: dict[str, Any] | None) -> DataSpec | None:
+    return None if raw is None else DataSpec(**raw)
 
 
 def parse_conf_pairs(pairs: list[str]) -> tuple[tuple[str, str], ...]:
@@ -731,7 +727,6 @@ def _report_dir(raw: str | None) -> str:
 
 def _tune_settings(common: dict[str, Any], values: dict[str, Any], cli: dict[str, Any],
                    cwd: Path | None) -> RunSettings:
-
     name = cli.get("study")
     if name is None:
         name = DEFAULT_STUDY

@@ -412,7 +412,6 @@ class Ledger:
     def create_trial(self, token: str) -> int:
         """A new RUNNING trial bound to the claim `token` (or the one a lost-acknowledged first
         attempt created)."""
-
         with self._session() as session, session.begin():
             # The study's row lock comes first: on MySQL (REPEATABLE READ) the first plain read
             # fixes the transaction's snapshot, and the new trial's number is counted from it.
@@ -420,10 +419,9 @@ class Ledger:
             done = self._bound(session, token)
             if done is not None:
                 return done
-            trial = new_trial_in(self.rdb, self.study_id, None, session)
-            session.flush()
-            self._bind(session, token, trial.trial_id)
-            return int(trial.trial_id)
+            trial_id = self._new_trial(session)
+            self._bind(session, token, trial_id)
+            return trial_id
 
     def claim_trial(self, token: str, limit: int, grace: float,
                     user_attrs: dict[str, Any] | None = None, idle: bool = False) -> int | None:
