@@ -13,7 +13,7 @@ TUNE_ARGS ?=
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lock tune tune-xgboost status report system-deps test test-unit test-integration lint clean clean-studies
+.PHONY: help venv class-archive lock tune tune-xgboost status report system-deps test test-unit test-integration lint clean clean-studies
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,7 +25,19 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(MAKE) --no-print-directory class-archive
 	@touch $@
+
+# The driver JVM's class-data archive (runner/optuna_spark/class_archive.py), written now by a
+# 2-trial run rather than at the end of the first real one; never fails the venv (no Java yet:
+# the first run that can will write it).
+class-archive: ## write the Spark driver JVM's class-data archive into ~/.cache/optuna-spark (faster start-ups)
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	if OPTUNA_SPARK_CONFIG=/dev/null $(BIN)/optuna-spark tune --objective quadratic --study class-archive --n-trials 2 \
+	    --n-jobs 2 --master 'local[2]' --storage "sqlite:///$$d/w.db" --work-dir "$$d" --output json >/dev/null 2>"$$d/err"; \
+	then w=$$(sed -n 's/.*archive at exit, once: //p' "$$d"/runs/*/spark.log); \
+	  echo "class-archive: $${w:+written: $$w}$${w:-none written (one in place, or none possible with this Java and Spark)}"; \
+	else echo "class-archive: not written: $$(tail -1 "$$d/err")"; fi
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml
 	rm -rf work/lockenv && $(PYTHON) -m venv work/lockenv

@@ -24,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+from optuna_spark import class_archive
+from optuna_spark.class_archive import NO_ARCHIVE, ArchivePlan, with_archive
 from optuna_spark.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -296,7 +298,10 @@ def cmd_tune(settings: RunSettings) -> int:
         readers(job_file)
         py_files = tuple(dict.fromkeys(spec.ship_file for spec in (objective, *settings.callbacks)
                                        if spec.ship_file))
-        command = build_submit_command(spark, [str(job_file)], default_python=sys.executable,
+        archive = _class_archive(spark, java, conf_dir, conf_dirs)
+        command = build_submit_command(replace(spark, driver_java_options=with_archive(spark.driver_java_options,
+                                                                                       archive)),
+                                       [str(job_file)], default_python=sys.executable,
                                        py_files=py_files, n_tasks=study.n_jobs,
                                        spark_defaults=read_spark_defaults(conf_dirs), conf_dir=conf_dir,
                                        java_home=java_choice.spark_java_home(java, run_dir / "java-home"))
@@ -334,10 +339,15 @@ def cmd_tune(settings: RunSettings) -> int:
         with log_path.open("w", encoding="utf-8") as log:
             readers(log_path)
             tee = _Tee(log, sys.stderr) if settings.verbose else log
+            if archive.writing is not None:
+                log.write(f"optuna-spark: the driver's JVM writes a class-data archive at exit, once: "
+                          f"{archive.final}\n")
+            code = -signal.SIGTERM
             try:
                 code = run_streaming(command, tee, on_event, secrets=secrets)
             finally:
                 view.close()
+                class_archive.finish(archive, completed=code >= 0 and code not in SIGNAL_EXITS)
 
     if "error" in events:
         message = events["error"]["message"]
@@ -698,16 +708,38 @@ def cmd_submit(settings: RunSettings) -> int:
             env[STORAGE_PASSWORD_FILE_ENV] = str(private.write("storage-password", target.password + "\n"))
         from optuna_spark import java as java_choice
 
-        command = build_submit_command(spark, list(settings.script_args), default_python=sys.executable,
+        archive = _class_archive(spark, java, conf_dir, conf_dirs)
+        command = build_submit_command(replace(spark, driver_java_options=with_archive(spark.driver_java_options,
+                                                                                       archive)),
+                                       list(settings.script_args), default_python=sys.executable,
                                        app=settings.script, spark_defaults=read_spark_defaults(conf_dirs),
                                        conf_dir=conf_dir,
                                        java_home=java_choice.spark_java_home(java, run_dir / "java-home"))
         command = replace(command, env={**command.env, **env})
         sys.stderr.write(f"optuna-spark: {settings.script} on {spark.master}, storage {target.url}\n")
-        code = run_attached(command)
+        code = -signal.SIGTERM
+        try:
+            code = run_attached(command)
+        finally:
+            class_archive.finish(archive, completed=code >= 0 and code not in SIGNAL_EXITS)
     if code in SIGNAL_EXITS or code < 0:
         raise Terminated(-code if code < 0 else code - 128)
     return code
+
+
+def _class_archive(spark: SparkSettings, java: Any, conf_dir: str | None, conf_dirs: list[Path]) -> ArchivePlan:
+    """The driver JVM's class-data archive for this run (optuna_spark.class_archive), if any."""
+    if not spark.class_archive or spark.spark_submit is None:
+        return NO_ARCHIVE
+    from optuna_spark import java as java_choice
+    from optuna_spark.submit import effective_conf_dir, read_spark_defaults
+
+    return class_archive.for_run(
+        java=java.java, java_major=java.major, java_version=java.version, spark_submit=spark.spark_submit,
+        spark_version=java_choice.spark_version(spark.spark_submit, spark.spark_home, os.environ),
+        conf_dir=Path(conf_dir) if conf_dir else effective_conf_dir(conf_dirs),
+        spark_defaults=read_spark_defaults(conf_dirs), driver_java_options=spark.driver_java_options,
+        user_confs=[key for key, _ in spark.confs], environ=os.environ, pid=os.getpid())
 
 
 def _spark_submit_setup(spark: SparkSettings) -> tuple[SparkSettings, Any, list[Path]]:

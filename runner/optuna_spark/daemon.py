@@ -38,8 +38,27 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     return missing
 
 
+def settle() -> None:
+    """What every worker would otherwise do again after the fork: SQLAlchemy's mappers (Optuna's
+    models) configured, and everything loaded so far moved out of the garbage collector's sight
+    (`gc.freeze`, as Python's documentation advises before forking workers): a worker's
+    collections then neither walk nor touch the preloaded objects, whose pages stay shared with
+    the daemon instead of being copied into each of 16 workers on their first collection."""
+    import gc
+
+    try:
+        from sqlalchemy.orm import configure_mappers
+
+        configure_mappers()
+    except Exception:  # noqa: BLE001 - the worker configures them itself, as without this module
+        pass
+    gc.collect()
+    gc.freeze()
+
+
 def main() -> None:
     preload()
+    settle()
     from pyspark.daemon import manager
 
     manager()

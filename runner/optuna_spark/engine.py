@@ -251,7 +251,13 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
     from sqlalchemy.exc import SQLAlchemyError
 
     from optuna_spark.outage import OutageGuard, StorageOutage, database_probe
-    from optuna_spark.storage import StorageError, StorageTarget, describe_db_error, open_rdb_storage
+    from optuna_spark.storage import (
+        SCHEMA_CHECKED_BY,
+        StorageError,
+        StorageTarget,
+        describe_db_error,
+        open_rdb_storage,
+    )
 
     settings = job.study
     target = StorageTarget(settings.storage, password)
@@ -276,6 +282,7 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         # Another client opening the same new storage at this instant (a plain Optuna client, a
         # second run) may create Optuna's tables between SQLAlchemy's check and its CREATE: retried.
         storage = guard.call(lambda: open_rdb_storage(target), "opening the storage")
+        job.extra[SCHEMA_CHECKED_BY] = optuna.__version__
         study_id = guard.call(lambda: prepare_study(storage, target, job, on_event), "preparing the study")
     except WrongDirection as exc:
         return RunOutcome(exc.exit_code, message=str(exc))

@@ -316,9 +316,18 @@ def check_connection(target: StorageTarget) -> None:
         engine.dispose()
 
 
-def open_rdb_storage(target: StorageTarget):  # type: ignore[no-untyped-def]
+# The key of a job's `extra` that says which Optuna version's RDBStorage created (or found) the
+# study's tables and checked their schema on the driver (optuna_spark.engine).
+SCHEMA_CHECKED_BY = "schema_checked_by"
+
+
+def open_rdb_storage(target: StorageTarget, *, checked_by: str | None = None):  # type: ignore[no-untyped-def]
     """An Optuna RDBStorage for the target. Heartbeats and stale trials are the runner's own
-    (optuna_spark.task, optuna_spark.ledger), not Optuna's."""
+    (optuna_spark.task, optuna_spark.ledger), not Optuna's. `checked_by`: the Optuna version
+    whose storage has already created the tables and checked their schema; when it is this
+    process's own, a task does not do both again (the same version finds the same schema head)."""
     import optuna
 
-    return optuna.storages.RDBStorage(target.connect_url(), engine_kwargs=target.engine_kwargs())
+    again = checked_by is None or checked_by != optuna.__version__
+    return optuna.storages.RDBStorage(target.connect_url(), engine_kwargs=target.engine_kwargs(),
+                                      skip_table_creation=not again, skip_compatibility_check=not again)

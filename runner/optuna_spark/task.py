@@ -406,7 +406,7 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None,
 
     from optuna_spark import objectives
     from optuna_spark.objectives.context import require_gpu
-    from optuna_spark.storage import StorageTarget, open_rdb_storage
+    from optuna_spark.storage import SCHEMA_CHECKED_BY, StorageTarget, open_rdb_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -422,7 +422,7 @@ def build_parts(job: Job, password: str | None, index: int, data: Any = None,
     callbacks = inputs.callbacks if inputs.callbacks is not None else \
         tuple(objectives.load(spec) for spec in job.callbacks)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
-    rdb = open_rdb_storage(target)
+    rdb = open_rdb_storage(target, checked_by=job.extra.get(SCHEMA_CHECKED_BY))
     storage = guarded_storage(optuna.storages.get_storage(rdb), guard)
     study = guard.call(lambda: optuna.load_study(
         study_name=settings.name, storage=storage,
@@ -525,14 +525,14 @@ def _run_supervised(job: Job, password: str | None, index: int, deadline: float 
                     share: int | None, data: Any = None, inputs: TaskInputs | None = None) -> dict[str, Any]:
     """The trials in a child process that a trial past --trial-timeout replaces (optuna_spark.supervisor);
     heartbeats from here."""
-    from optuna_spark.storage import StorageTarget, open_rdb_storage
+    from optuna_spark.storage import SCHEMA_CHECKED_BY, StorageTarget, open_rdb_storage
     from optuna_spark.supervisor import child_done, supervise
 
     settings = job.study
     assert settings.trial_timeout is not None
     target = StorageTarget(settings.storage, password)
     guard = OutageGuard(database_probe(target.connect_url(), target.engine_kwargs()), settings.outage_timeout)
-    rdb = open_rdb_storage(target)
+    rdb = open_rdb_storage(target, checked_by=job.extra.get(SCHEMA_CHECKED_BY))
     study_id = guard.call(lambda: rdb.get_study_id_from_name(settings.name), "loading the study")
     ledger = Ledger(target.connect_url(), target.engine_kwargs(), study_id, rdb)
 

@@ -73,7 +73,7 @@ def test_config_values_out_of_range(tmp_path: Path, line: str, message: str) -> 
 
 
 def test_unknown_keys_and_broken_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) mastr \(known: archive, artifact_dir, conf, "):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) mastr \(known: archive, artifact_dir, class_archive, conf, "):
         settings(tmp_path, ["tune"], 'mastr = "typo"\n')
     with pytest.raises(ConfigError, match="is not valid TOML"):
         settings(tmp_path, ["tune"], "storage = \n")

@@ -1,0 +1,201 @@
+"""A class-data sharing archive of the Spark driver's JVM: the classes SparkContext loads, mapped
+from one file instead of read and verified from Spark's jars on every start.
+
+The driver's JVM (`spark-submit`'s, client mode) loads some ten thousand classes before the first
+task runs; on a 2-core machine that is most of the 4 s from the Python driver's start to a
+running SparkContext (bench/startup.py). Java's application class-data sharing (a dynamic CDS
+archive, JDK 13 and later: `-XX:ArchiveClassesAtExit` writes it when a JVM exits,
+`-XX:SharedArchiveFile` maps it) cuts that to about half. This is what JDK 19's
+`-XX:+AutoCreateSharedArchive` does by itself, done here for the Java 17 that Spark also runs on:
+
+- the first run with a given Java, Spark and class path writes the archive when its JVM exits
+  (a few seconds more, once), to a file of its own, renamed into the cache when the run ends;
+- later runs map it; a JVM that finds it does not match (another Java, changed jars) says so in
+  the Spark log and starts as without it (`-Xshare:auto`, Java's default).
+
+The archive is used only where Java can make one: a JVM with its own base archive, no non-empty
+directory on the driver's class path (Java refuses to archive those, and a JVM that tries exits
+with status 1), no class path added by the environment or the user's settings, and the runner's
+own driver options in use. Anything else runs exactly as before. `eligible`, `plan` and `archive_key` are pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# The first JDK whose JVM can write a dynamic archive at exit.
+MIN_JAVA = 13
+# Archives kept in the cache (one per Java, Spark and class path): each is ~100-150 MB.
+KEEP = 3
+# Free space the cache's file system must have before a JVM is asked to write one.
+MIN_FREE_BYTES = 1 << 30
+# Environment variables that put directories on the driver's class path (Spark's launcher).
+CLASSPATH_ENV = ("SPARK_DIST_CLASSPATH", "HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_CLASSPATH")
+# Settings and options that change the driver's class path or its class-data sharing.
+CLASSPATH_CONFS = ("spark.driver.extraClassPath", "spark.driver.extraJavaOptions")
+_SHARING_OPTIONS = ("-Xshare", "-XX:SharedArchiveFile", "-XX:ArchiveClassesAtExit", "-XX:+AutoCreateSharedArchive")
+SUFFIX = ".jsa"
+# Java's own messages about the archive (a class it leaves out, an archive that does not match
+# this JVM) are warnings on the JVM's stdout; only its errors are kept.
+QUIET = "-Xlog:cds*=error"
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    """What to add to the driver's JVM options, and the file the JVM writes at exit (None: it
+    writes none) with where it goes once the run has ended."""
+
+    options: str = ""
+    writing: Path | None = None
+    final: Path | None = None
+
+
+NO_ARCHIVE = ArchivePlan()
+
+
+def archive_key(java: str, java_version: str, spark_submit: str, spark_version: str | None,
+                conf_dir: str | None) -> str:
+    """The archive's name: one per Java binary and version, Spark installation and conf
+    directory (the first entry of the driver's class path)."""
+    text = "\0".join((java, java_version, spark_submit, spark_version or "", conf_dir or ""))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def eligible(*, java_major: int, base_archive: bool, classpath_clean: bool, driver_java_options: str,
+             user_confs: Iterable[str]) -> bool:
+    """Whether this run's driver JVM can use (and write) an archive. `classpath_clean`: no
+    non-empty directory and no added class path (`classpath_is_clean`)."""
+    if java_major < MIN_JAVA or not base_archive or not classpath_clean:
+        return False
+    if not driver_java_options.strip() or any(o.startswith(_SHARING_OPTIONS) for o in driver_java_options.split()):
+        return False  # '' asks for no options; the user's own sharing options win
+    return not any(conf in CLASSPATH_CONFS for conf in user_confs)
+
+
+def plan(cache: Path, key: str, *, archive_exists: bool, room: bool, pid: int) -> ArchivePlan:
+    """Map `key`'s archive if the cache holds it, else have the JVM write it at exit (to a file of
+    this run's own) if the cache's file system has `room` for it."""
+    final = cache / f"{key}{SUFFIX}"
+    if archive_exists:
+        return ArchivePlan(options=f"-XX:SharedArchiveFile={final} {QUIET}", final=final)
+    if not room:
+        return NO_ARCHIVE
+    writing = cache / f"{key}.{pid}.writing"
+    return ArchivePlan(options=f"-XX:ArchiveClassesAtExit={writing} {QUIET}", writing=writing, final=final)
+
+
+def with_archive(driver_java_options: str, archive: ArchivePlan) -> str:
+    """The driver's JVM options with the archive's."""
+    return f"{driver_java_options} {archive.options}".strip() if archive.options else driver_java_options
+
+
+def for_run(*, java: str, java_major: int, java_version: str, spark_submit: str, spark_version: str | None,
+            conf_dir: Path | None, spark_defaults: Mapping[str, str], driver_java_options: str,
+            user_confs: Iterable[str], environ: Mapping[str, str], pid: int) -> ArchivePlan:
+    """The archive of one run: `plan` for what this machine, Java and class path allow."""
+    if not eligible(java_major=java_major, base_archive=base_archive_of(java),
+                    classpath_clean=classpath_is_clean(conf_dir, environ, spark_defaults),
+                    driver_java_options=driver_java_options, user_confs=user_confs):
+        return NO_ARCHIVE
+    key = archive_key(java, java_version, spark_submit, spark_version, str(conf_dir) if conf_dir else None)
+    cache, exists, room = prepare(cache_dir(environ), key)
+    if cache is None:
+        return NO_ARCHIVE
+    return plan(cache, key, archive_exists=exists, room=room, pid=pid)
+
+
+def cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """$XDG_CACHE_HOME/optuna-spark/class-archives, else ~/.cache/...; None without a home."""
+    base = environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = environ.get("HOME")
+        if not home:
+            return None
+        base = str(Path(home) / ".cache")
+    return Path(base) / "optuna-spark" / "class-archives"
+
+
+def base_archive_of(java: str) -> bool:
+    """Whether the JVM at `java` has its default CDS archive (a dynamic archive is built on it)."""
+    home = Path(os.path.realpath(java)).parent.parent
+    return any((home / "lib" / vm / "classes.jsa").is_file() for vm in ("server", "client"))
+
+
+def classpath_is_clean(conf_dir: Path | None, environ: Mapping[str, str], spark_defaults: Mapping[str, str]) -> bool:
+    """No non-empty directory on the driver's class path that the runner cannot see past: the
+    conf directory (Spark puts it first) must be missing or empty, and nothing else adds one."""
+    if any(environ.get(name) for name in CLASSPATH_ENV):
+        return False
+    if any(conf in spark_defaults for conf in CLASSPATH_CONFS):
+        return False
+    if conf_dir is None:
+        return True
+    try:
+        return not any(conf_dir.iterdir())
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def prepare(cache: Path | None, key: str) -> tuple[Path | None, bool, bool]:
+    """The cache folder (made, private to the user; None if it cannot be), whether `key`'s
+    archive is in it, and whether it has room for another."""
+    if cache is None:
+        return None, False, False
+    try:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        exists = (cache / f"{key}{SUFFIX}").is_file()
+        room = shutil.disk_usage(cache).free >= MIN_FREE_BYTES
+    except OSError:
+        return None, False, False
+    return cache, exists, room
+
+
+def finish(archive: ArchivePlan, *, completed: bool) -> bool:
+    """After the run: the archive the JVM wrote moves into place if the JVM ended on its own
+    (`completed`), else it is removed; an archive used is marked as used (for `prune`). True if
+    an archive was added."""
+    added = False
+    if archive.writing is not None and archive.final is not None:
+        try:
+            if completed and archive.writing.is_file() and archive.writing.stat().st_size > 0:
+                os.replace(archive.writing, archive.final)
+                added = True
+        except OSError:
+            pass
+        finally:
+            archive.writing.unlink(missing_ok=True)
+        if added:
+            prune(archive.final.parent, keep=KEEP)
+    elif archive.final is not None:
+        try:
+            os.utime(archive.final)
+        except OSError:
+            pass
+    return added
+
+
+def prune(cache: Path, keep: int = KEEP) -> list[Path]:
+    """Removes all but the `keep` most recently used archives, and writes that no JVM is
+    writing any longer (older than a day); the removed files."""
+    import time
+
+    removed: list[Path] = []
+    try:
+        archives = sorted(cache.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+        stale = [p for p in cache.glob("*.writing") if p.stat().st_mtime < time.time() - 86400]
+    except OSError:
+        return removed
+    for path in [*archives[keep:], *stale]:
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
