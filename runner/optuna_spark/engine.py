@@ -242,11 +242,24 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         inputs: TaskInputs | None = None, data: RunData | None = None,
         task_fn: Callable[..., dict[str, Any]] = safe_task,
         after_poll: Callable[[Any, int], None] | None = None) -> RunOutcome:
-    """One run of a study: see the module's docstring. `get_spark()` gives the session (made
-    on first use: a refused data set or storage starts none). `after_poll(storage, study_id)`
-    runs in the progress thread after each poll of the study, and once more when the tasks have
-    ended (the library's callbacks). Never raises for what a user can get wrong: the outcome says
-    it."""
+    """One run of a study: see the module's docstring. `get_spark()` gives the session (the
+    library's, or the Spark application's, already starting: optuna_spark.spark_app).
+    `after_poll(storage, study_id)` runs in the progress thread after each poll of the study, and
+    once more when the tasks have ended (the library's callbacks). Never raises for what a user
+    can get wrong: the outcome says it. The storage it opens is closed when it returns: no
+    connection of the run outlives it."""
+    opened: list[Any] = []
+    try:
+        return _run(job, password, get_spark, on_event=on_event, inputs=inputs, data=data, task_fn=task_fn,
+                    after_poll=after_poll, opened=opened)
+    finally:
+        for storage in opened:
+            storage.engine.dispose()
+
+
+def _run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_event: EventSink,
+         inputs: TaskInputs | None, data: RunData | None, task_fn: Callable[..., dict[str, Any]],
+         after_poll: Callable[[Any, int], None] | None, opened: list[Any]) -> RunOutcome:
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -282,6 +295,7 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         # Another client opening the same new storage at this instant (a plain Optuna client, a
         # second run) may create Optuna's tables between SQLAlchemy's check and its CREATE: retried.
         storage = guard.call(lambda: open_rdb_storage(target), "opening the storage")
+        opened.append(storage)
         job.extra[SCHEMA_CHECKED_BY] = optuna.__version__
         study_id = guard.call(lambda: prepare_study(storage, target, job, on_event), "preparing the study")
     except WrongDirection as exc:
