@@ -122,7 +122,7 @@ BENCH_THROUGHPUT_TRIALS ?= 1600
 # table with every contender is a smaller one.
 BENCH_PEERS_TRIALS ?= 160
 
-.PHONY: bench bench-venv bench-10k bench-efficiency bench-growth bench-claims bench-report bench-lab
+.PHONY: bench bench-venv bench-10k bench-efficiency bench-startup bench-growth bench-claims bench-report bench-lab
 
 bench-venv: $(BENCH_STAMP) ## bench/.venv: the peers (Hyperopt, MLflow, Ray Tune) and py-spy, pinned in bench/requirements.txt
 
@@ -138,6 +138,7 @@ bench: venv bench-venv ## the local benchmarks, every contender side by side (~5
 	$(BENCH_RUN) throughput --trials $(BENCH_THROUGHPUT_TRIALS) --rounds 1 --contenders runner-shared,runner-static,optuna-threads
 	$(BENCH_RUN) throughput --trials $(BENCH_PEERS_TRIALS) --rounds 1 --name throughput-peers
 	$(BENCH_RUN) startup --rounds $(BENCH_ROUNDS)
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/library_memory.py
 	$(BIN)/python bench/study_growth.py
 	$(BIN)/python bench/report.py
@@ -148,6 +149,10 @@ bench-10k: venv ## Ray Tune's full shape, 10,000 x 1 s on 16 tasks (~35 min): be
 
 bench-efficiency: venv ## the README's table only: runner (shared/static) vs Optuna's threads (bench/efficiency.py)
 	$(BIN)/python bench/efficiency.py
+
+bench-startup: venv ## one command's start-up and tail on local[16], and what each start-up measure is worth (~4 min): bench/results/cost-startup.json
+	$(BIN)/python bench/startup.py $(BENCH_STARTUP_ARGS)
+	$(BIN)/python bench/report.py
 
 bench-growth: venv ## the runner's own per-trial cost at 1,000 / 10,000 / 100,000 trials in the study (~10 min): bench/results/cost-study-growth.json
 	$(BIN)/python bench/study_growth.py

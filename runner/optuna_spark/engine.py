@@ -242,8 +242,8 @@ def run(job: Job, password: str | None, get_spark: Callable[[], Any], *, on_even
         inputs: TaskInputs | None = None, data: RunData | None = None,
         task_fn: Callable[..., dict[str, Any]] = safe_task,
         after_poll: Callable[[Any, int], None] | None = None) -> RunOutcome:
-    """One run of a study: see the module's docstring. `get_spark()` gives the session (the
-    library's, or the Spark application's, already starting: optuna_spark.spark_app).
+    """One run of a study: see the module's docstring. `get_spark()` gives the session (made
+    on first use: a refused data set or storage starts none).
     `after_poll(storage, study_id)` runs in the progress thread after each poll of the study, and
     once more when the tasks have ended (the library's callbacks). Never raises for what a user
     can get wrong: the outcome says it. The storage it opens is closed when it returns: no

@@ -39,48 +39,26 @@ def spark_task(index: int, job_json: str, password: str | None, deadline: float 
     return safe_task(index, job_json, password, deadline, data, data_id, inputs)
 
 
-class SessionStart:
-    """The application's SparkSession, started in a thread of its own as soon as the driver runs:
-    SparkContext's start (about 2 s: PySpark's imports, the JVM's context, the session) overlaps
-    the driver's own imports and the opening of the study's storage instead of following them.
-    In local mode the thread then runs a one-task job, so that the executors' Python daemon
-    (optuna_spark.daemon) starts and does its imports while the driver submits the trial tasks;
-    Spark keeps that worker for the first task (spark.python.worker.reuse). `get` waits for the
-    session, and raises what stopped it from starting."""
+def warm_up(session: Any) -> None:
+    """In local mode, a one-task job run in a thread of its own, started as soon as the session
+    exists: the executors' Python daemon (optuna_spark.daemon) starts and does its imports while
+    the driver prepares and submits the trial tasks, instead of after; Spark keeps that worker for
+    a task (spark.python.worker.reuse). The session itself is made in the main thread: creating
+    it imports pandas, PyArrow and NumPy, which must not be imported from two threads at once."""
+    import threading
 
-    def __init__(self, app_name: str) -> None:
-        import threading
+    context = session.sparkContext
+    if not str(context.master).startswith("local"):
+        return
 
-        self._ready = threading.Event()
-        self._session: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._start, args=(app_name,), name="spark-session", daemon=True)
-        self._thread.start()
-
-    def _start(self, app_name: str) -> None:
+    def run() -> None:
         try:
-            from pyspark.sql import SparkSession
+            context.setJobDescription("optuna-spark: start the executors' Python workers")
+            context.parallelize([0], 1).map(_nothing).collect()
+        except Exception:  # noqa: BLE001 - the trial tasks meet (and report) the same failure
+            pass
 
-            session = SparkSession.builder.appName(app_name).getOrCreate()
-            session.sparkContext.setLogLevel("WARN")
-            self._session = session
-        except BaseException as exc:  # noqa: BLE001 - raised again by get(), in the main thread
-            self._error = exc
-        finally:
-            self._ready.set()
-        if self._session is not None and str(self._session.sparkContext.master).startswith("local"):
-            try:
-                context = self._session.sparkContext
-                context.setJobDescription("optuna-spark: start the executors' Python workers")
-                context.parallelize([0], 1).map(_nothing).collect()
-            except Exception:  # noqa: BLE001 - the trial tasks meet (and report) the same failure
-                pass
-
-    def get(self) -> Any:
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        return self._session
+    threading.Thread(target=run, name="spark-warm-up", daemon=True).start()
 
 
 def _nothing(value: Any) -> Any:
@@ -88,12 +66,8 @@ def _nothing(value: Any) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    from pathlib import Path
-
-    text = Path(argv[0]).read_text(encoding="utf-8")
-    starting = SessionStart(f"optuna-spark:{json.loads(text)['study']['name']}")
-
     import warnings
+    from pathlib import Path
 
     import optuna
 
@@ -103,22 +77,25 @@ def main(argv: list[str]) -> int:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    job = Job.from_json(text)
+    job = Job.from_json(Path(argv[0]).read_text(encoding="utf-8"))
     # Never from the environment: spark-submit runs without the password in it.
     password = read_password_file(job.password_file) if job.password_file else None
-    try:
-        outcome = engine.run(job, password, starting.get, on_event=emit, task_fn=spark_task)
-    finally:
-        # Not SparkSession.stop(): its wait for PySpark's accumulator server (which polls its
-        # connection once a second) adds up to a second to every run's end. The session is
-        # stopped by Spark itself when this process has ended: spark-submit's JVM stops the
-        # active SparkContext at exit (its shutdown hook), as after any PySpark application.
-        # A session still starting (a refused storage) is waited for, so that nothing of it
-        # is left half-made when this process exits.
-        try:
-            starting.get()
-        except BaseException:  # noqa: BLE001 - the run's own outcome or exception is what counts
-            pass
+    session: list[Any] = []
+
+    def get_spark() -> Any:
+        if not session:
+            from pyspark.sql import SparkSession
+
+            session.append(SparkSession.builder.appName(f"optuna-spark:{job.study.name}").getOrCreate())
+            session[0].sparkContext.setLogLevel("WARN")
+            warm_up(session[0])
+        return session[0]
+
+    # No SparkSession.stop() at the end: its wait for PySpark's accumulator server (which polls
+    # its connection once a second) added up to a second to every run. spark-submit's JVM stops
+    # the SparkContext itself once this process has ended (its shutdown hook), as after any
+    # PySpark application.
+    outcome = engine.run(job, password, get_spark, on_event=emit, task_fn=spark_task)
     if outcome.summary is None:
         emit("error", message=outcome.message or "the run ended without a summary")
         return outcome.code
