@@ -39,32 +39,6 @@ def spark_task(index: int, job_json: str, password: str | None, deadline: float 
     return safe_task(index, job_json, password, deadline, data, data_id, inputs)
 
 
-def warm_up(session: Any) -> None:
-    """In local mode, a one-task job run in a thread of its own, started as soon as the session
-    exists: the executors' Python daemon (optuna_spark.daemon) starts and does its imports while
-    the driver prepares and submits the trial tasks, instead of after; Spark keeps that worker for
-    a task (spark.python.worker.reuse). The session itself is made in the main thread: creating
-    it imports pandas, PyArrow and NumPy, which must not be imported from two threads at once."""
-    import threading
-
-    context = session.sparkContext
-    if not str(context.master).startswith("local"):
-        return
-
-    def run() -> None:
-        try:
-            context.setJobDescription("optuna-spark: start the executors' Python workers")
-            context.parallelize([0], 1).map(_nothing).collect()
-        except Exception:  # noqa: BLE001 - the trial tasks meet (and report) the same failure
-            pass
-
-    threading.Thread(target=run, name="spark-warm-up", daemon=True).start()
-
-
-def _nothing(value: Any) -> Any:
-    return value
-
-
 def main(argv: list[str]) -> int:
     import warnings
     from pathlib import Path
@@ -88,7 +62,6 @@ def main(argv: list[str]) -> int:
 
             session.append(SparkSession.builder.appName(f"optuna-spark:{job.study.name}").getOrCreate())
             session[0].sparkContext.setLogLevel("WARN")
-            warm_up(session[0])
         return session[0]
 
     # No SparkSession.stop() at the end: its wait for PySpark's accumulator server (which polls
