@@ -36,7 +36,7 @@ class-archive: ## write the Spark driver JVM's class-data archive into ~/.cache/
 	if OPTUNA_SPARK_CONFIG=/dev/null $(BIN)/optuna-spark tune --objective quadratic --study class-archive --n-trials 2 \
 	    --n-jobs 2 --master 'local[2]' --storage "sqlite:///$$d/w.db" --work-dir "$$d" --output json >/dev/null 2>"$$d/err"; \
 	then w=$$(sed -n 's/.*archive at exit, once: //p' "$$d"/runs/*/spark.log); \
-	  if [ -n "$$w" ]; then echo "class-archive: written: $$w"; \
+	  if [ -n "$$w" ] && [ -f "$$w" ]; then echo "class-archive: written: $$w"; \
 	  else echo "class-archive: none written (one in place, or none possible with this Java and Spark)"; fi; \
 	else echo "class-archive: not written: $$(tail -1 "$$d/err")"; fi
 

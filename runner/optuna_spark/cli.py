@@ -347,7 +347,14 @@ def cmd_tune(settings: RunSettings) -> int:
                 code = run_streaming(command, tee, on_event, secrets=secrets)
             finally:
                 view.close()
-                class_archive.finish(archive, completed=code >= 0 and code not in SIGNAL_EXITS)
+                added = class_archive.finish(archive, completed=code >= 0 and code not in SIGNAL_EXITS)
+            # A JVM asked to write the archive that could not (a class path it refuses to archive)
+            # exits with status 1 after the run's summary: the study's outcome is the summary's.
+            refused = archive.writing is not None and not added and code == 1 and "summary" in events
+            if refused:
+                log.write("optuna-spark: the driver's JVM could not write its class-data archive (status 1 at "
+                          "exit, see above); later runs will not ask it again\n")
+                code = 0
 
     if "error" in events:
         message = events["error"]["message"]
@@ -708,7 +715,9 @@ def cmd_submit(settings: RunSettings) -> int:
             env[STORAGE_PASSWORD_FILE_ENV] = str(private.write("storage-password", target.password + "\n"))
         from optuna_spark import java as java_choice
 
-        archive = _class_archive(spark, java, conf_dir, conf_dirs)
+        # Map only: a JVM that cannot write an archive exits with status 1, which must not
+        # become the status of the user's own application.
+        archive = _class_archive(spark, java, conf_dir, conf_dirs, write=False)
         command = build_submit_command(replace(spark, driver_java_options=with_archive(spark.driver_java_options,
                                                                                        archive)),
                                        list(settings.script_args), default_python=sys.executable,
@@ -727,19 +736,23 @@ def cmd_submit(settings: RunSettings) -> int:
     return code
 
 
-def _class_archive(spark: SparkSettings, java: Any, conf_dir: str | None, conf_dirs: list[Path]) -> ArchivePlan:
-    """The driver JVM's class-data archive for this run (optuna_spark.class_archive), if any."""
+def _class_archive(spark: SparkSettings, java: Any, conf_dir: str | None, conf_dirs: list[Path], *,
+                   write: bool = True) -> ArchivePlan:
+    """The driver JVM's class-data archive for this run (optuna_spark.class_archive), if any;
+    `write`: whether this run's JVM may write a missing one."""
     if not spark.class_archive or spark.spark_submit is None:
         return NO_ARCHIVE
     from optuna_spark import java as java_choice
     from optuna_spark.submit import effective_conf_dir, read_spark_defaults
 
+    home = java_choice.spark_home_of(spark.spark_submit, spark.spark_home, os.environ)
     return class_archive.for_run(
         java=java.java, java_major=java.major, java_version=java.version, spark_submit=spark.spark_submit,
         spark_version=java_choice.spark_version(spark.spark_submit, spark.spark_home, os.environ),
         conf_dir=Path(conf_dir) if conf_dir else effective_conf_dir(conf_dirs),
         spark_defaults=read_spark_defaults(conf_dirs), driver_java_options=spark.driver_java_options,
-        user_confs=[key for key, _ in spark.confs], environ=os.environ, pid=os.getpid())
+        user_confs=[key for key, _ in spark.confs], environ=os.environ, pid=os.getpid(),
+        jars=home / "jars" if home is not None else None, write=write)
 
 
 def _spark_submit_setup(spark: SparkSettings) -> tuple[SparkSettings, Any, list[Path]]:

@@ -441,7 +441,7 @@ OPTIONS: tuple[Option, ...] = (
            help="JVM options of the driver ('' for none; write --driver-java-options=-X...); the default "
                 "starts it faster"),
     Option("class_archive", "bool", True, commands=SPARK_COMMANDS, metavar="true|false", default_text="true",
-           help="map a class-data sharing archive of the driver's JVM, written by the first run (about 10 s "
+           help="map a class-data sharing archive of the driver's JVM, written by the first run (about 10-20 s "
                 "more, once) into ~/.cache/optuna-spark/class-archives, to start Spark sooner; false for none"),
     Option("conf", "table", {}, commands=SPARK_COMMANDS, repeatable=True, metavar="KEY=VALUE",
            help="extra Spark setting, repeatable"),

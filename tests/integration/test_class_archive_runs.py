@@ -87,3 +87,40 @@ def test_no_archive_where_java_cannot_write_one_or_when_turned_off(tmp_path: Pat
     proc, mapped = _tune(tmp_path, cache, "d", "--class-archive", "false")
     assert _finished(proc) == 6
     assert _archives(cache) == [] and not mapped
+
+
+def test_a_jvm_that_cannot_write_the_archive_changes_nothing_of_the_run(tmp_path: Path) -> None:
+    """The JVM checks its class path when it writes the archive, at exit: a conf directory that
+    was empty when the run started and is not by then makes it exit with status 1 after the
+    run's summary. The run still ends as its study did, and no later run asks again."""
+    cache, conf = tmp_path / "cache", tmp_path / "conf"
+    conf.mkdir()
+    cmd = [str(VENV_BIN / "optuna-spark"), "tune", "--objective", "quadratic", "--study", "e", "--n-trials", "6",
+           "--n-jobs", "2", "--master", "local[2]", "--output", "json", "--spark-conf-dir", str(conf)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    dumping = False
+    while not dumping and proc.poll() is None and time.monotonic() < deadline:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                dumping = dumping or (b"-XX:ArchiveClassesAtExit=" + str(cache).encode()) in cmdline.read_bytes()
+            except OSError:
+                continue
+        time.sleep(0.1)
+    assert dumping, "the driver's JVM was not asked to write an archive"
+    (conf / "notes.txt").write_text("made non-empty while the run goes on\n")
+    out, err = proc.communicate(timeout=300)
+    assert _finished(subprocess.CompletedProcess(cmd, proc.returncode, out, err)) == 6
+    log = next((tmp_path / "work" / "runs").glob("e-*/spark.log")).read_text()
+    assert "Cannot have non-empty directory in paths" in log or "non-empty directory" in log
+    assert "could not write its class-data archive" in log
+    folder = cache / "optuna-spark" / "class-archives"
+    assert [p.suffix for p in folder.iterdir()] == [".refused"]
+
+    (conf / "notes.txt").unlink()  # the same class path again: not asked again
+    again, mapped = _tune(tmp_path, cache, "f", "--spark-conf-dir", str(conf))
+    assert _finished(again) == 6 and not mapped
+    assert [p.suffix for p in folder.iterdir()] == [".refused"]
+    logs = [p.read_text() for p in (tmp_path / "work" / "runs").glob("f-*/spark.log")]
+    assert logs and not any("writes a class-data archive" in text for text in logs)

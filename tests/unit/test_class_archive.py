@@ -32,12 +32,44 @@ def test_plan_maps_an_archive_or_writes_one_of_its_own(tmp_path: Path) -> None:
     have = ca.plan(tmp_path, "k", archive_exists=True, room=True, pid=42)
     assert have.writing is None and have.final == tmp_path / "k.jsa"
     assert have.options.split() == [f"-XX:SharedArchiveFile={tmp_path / 'k.jsa'}", ca.QUIET]
-    write = ca.plan(tmp_path, "k", archive_exists=False, room=True, pid=42)
-    assert write.writing == tmp_path / "k.42.writing" and write.final == tmp_path / "k.jsa"
-    assert write.options.split() == [f"-XX:ArchiveClassesAtExit={tmp_path / 'k.42.writing'}", ca.QUIET]
+    write = ca.plan(tmp_path, "k", archive_exists=False, room=True, pid=42, host="h1", token="ab12")
+    assert write.writing == tmp_path / "k.h1.42.ab12.writing" and write.final == tmp_path / "k.jsa"
+    assert write.options.split() == [f"-XX:ArchiveClassesAtExit={tmp_path / 'k.h1.42.ab12.writing'}", ca.QUIET]
     assert ca.plan(tmp_path, "k", archive_exists=False, room=False, pid=42) == ca.NO_ARCHIVE
     assert ca.plan(tmp_path, "k", archive_exists=True, room=False, pid=42) == have  # mapping needs no room
+    for odd in ("my cache", "it's", 'a"b', "tab\there"):  # Spark's launcher splits the options on white space
+        assert ca.plan(tmp_path / odd, "k", archive_exists=True, room=True, pid=42) == ca.NO_ARCHIVE, odd
 
+
+def test_the_environments_own_sharing_options_and_class_paths_win() -> None:
+    for name in ca.JAVA_OPTIONS_ENV:
+        assert not ca.eligible(**DEFAULTS, environ={name: "-Xmx1g -Xshare:off"}), name
+        assert ca.eligible(**DEFAULTS, environ={name: "-Xmx1g"}), name
+    for name in ("SPARK_PREPEND_CLASSES", "SPARK_TESTING", "SPARK_SQL_TESTING"):
+        assert not ca.classpath_is_clean(None, {name: "1"}, {}), name
+    for conf in ("spark.driver.defaultExtraClassPath", "spark.driver.defaultJavaOptions"):
+        assert not ca.classpath_is_clean(None, {}, {conf: "x"}), conf
+        assert not ca.eligible(**{**DEFAULTS, "user_confs": (conf,)}), conf
+
+
+def test_fingerprint_follows_the_jars_and_the_jdk(tmp_path: Path) -> None:
+    jdk, jars = tmp_path / "jdk", tmp_path / "jars"
+    (jdk / "bin").mkdir(parents=True)
+    (jdk / "bin" / "java").write_text("")
+    (jdk / "lib").mkdir()
+    (jdk / "lib" / "modules").write_bytes(b"m")
+    jars.mkdir()
+    (jars / "spark-core.jar").write_bytes(b"j")
+    java = str(jdk / "bin" / "java")
+    first = ca.files_fingerprint(java, jars, "h1")
+    assert ca.files_fingerprint(java, jars, "h1") == first
+    assert ca.files_fingerprint(java, jars, "h2") != first  # a home shared between hosts
+    os.utime(jars / "spark-core.jar", (1000, 1000))  # a venv rebuilt: the same names, new files
+    second = ca.files_fingerprint(java, jars, "h1")
+    assert second != first
+    (jdk / "lib" / "modules").write_bytes(b"mm")  # a JDK upgraded in place
+    assert ca.files_fingerprint(java, jars, "h1") != second
+    assert ca.archive_key("j", "17", "s", "4", None, first) != ca.archive_key("j", "17", "s", "4", None, second)
 
 def test_options_joined_after_the_drivers_own() -> None:
     archive = ca.ArchivePlan(options="-XX:SharedArchiveFile=/c/k.jsa -Xlog:cds*=error")
@@ -74,6 +106,32 @@ def test_cache_under_xdg_or_home(tmp_path: Path) -> None:
     assert ca.cache_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == Path("/x/optuna-spark/class-archives")
     assert ca.cache_dir({"HOME": "/h"}) == Path("/h/.cache/optuna-spark/class-archives")
     assert ca.cache_dir({}) is None
+
+
+def test_a_cache_or_archive_not_private_to_the_user_is_not_used(tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    cache.mkdir(mode=0o700)
+    cache.chmod(0o770)  # a group could plant an archive: it is code the driver would run
+    assert ca.prepare(cache, "k") == (None, False, False)
+    cache.chmod(0o700)
+    elsewhere = tmp_path / "elsewhere.jsa"
+    elsewhere.write_bytes(b"x")
+    (cache / "k.jsa").symlink_to(elsewhere)
+    assert ca.prepare(cache, "k") == (None, False, False)
+    (cache / "k.jsa").unlink()
+    (cache / "k.jsa").write_bytes(b"x")
+    (cache / "k.jsa").chmod(0o666)
+    assert ca.prepare(cache, "k") == (None, False, False)
+    (cache / "k.jsa").chmod(0o400)
+    assert ca.prepare(cache, "k") == (cache, True, True)
+
+
+def test_a_refused_write_is_not_asked_again(tmp_path: Path) -> None:
+    archive = ca.plan(tmp_path, "k", archive_exists=False, room=True, pid=7)
+    assert not ca.finish(archive, completed=True)  # the JVM ended on its own and wrote nothing
+    assert (tmp_path / "k.refused").exists()
+    assert ca.prepare(tmp_path, "k") == (tmp_path, False, False)
+    assert ca.prepare(tmp_path, "other") == (tmp_path, False, True)
 
 
 def test_prepare_makes_a_private_folder_or_gives_up(tmp_path: Path) -> None:
@@ -123,8 +181,7 @@ def test_finish_drops_what_an_interrupted_or_failed_jvm_left(tmp_path: Path) -> 
     assert not archive.writing.exists() and not archive.final.exists()
     archive.writing.write_bytes(b"")  # nothing written: not an archive
     assert not ca.finish(archive, completed=True)
-    assert list(tmp_path.iterdir()) == []
-    assert not ca.finish(archive, completed=True)  # the JVM wrote nothing at all
+    assert [p.name for p in tmp_path.iterdir()] == ["k.refused"]
 
 
 def test_finish_marks_a_mapped_archive_as_used(tmp_path: Path) -> None:
